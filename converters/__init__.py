@@ -1,0 +1,1 @@
+"""Frontends (source model -> IR) and, later, backends (IR -> C / HDL)."""

@@ -1,0 +1,135 @@
+"""The `edge-sdk` command line.
+
+Every user-facing failure is an `EdgeError`: printed as one line on stderr, exit code 2, and
+no partial output (files and folders are written to a temporary sibling and renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgeError
+
+TARGETS = ("ir", "cortex-m", "fpga")
+
+
+def _range(text: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected LO,HI (two integers)") from None
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"empty range [{lo}, {hi}]")
+    return lo, hi
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-sdk", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"edge-sdk {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def model_arg(sp):
+        sp.add_argument("model", help="model file (.onnx) or IR folder")
+        sp.add_argument("--input-range", type=_range, metavar="LO,HI",
+                        help="integer range of the model input (default: from the input type; "
+                             "float inputs -255,255)")
+
+    sp = sub.add_parser("inspect", help="table of layers, bit widths, parameters and memory")
+    model_arg(sp)
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sp = sub.add_parser("run", help="golden model on a batch (.npy in, .npy out)")
+    model_arg(sp)
+    sp.add_argument("--input", required=True, help="input batch .npy, [N, *input shape]")
+    sp.add_argument("--output", required=True, help="where to write the output .npy")
+
+    sp = sub.add_parser("convert", help="convert a model for a target")
+    model_arg(sp)
+    sp.add_argument("--target", required=True, choices=TARGETS)
+    sp.add_argument("-o", "--out", required=True, help="output folder")
+    return p
+
+
+def load_npy(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise EdgeError(f"{path}: no such input file")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise EdgeError(f"{path}: not a readable .npy array ({_short(exc)})") from None
+    if not isinstance(arr, np.ndarray):
+        raise EdgeError(f"{path}: holds several arrays (.npz); give one .npy array")
+    return arr
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def cmd_inspect(args) -> int:
+    from . import load
+    from .reports.summary import as_json, format_table
+
+    m = load(args.model, input_range=args.input_range)
+    print(as_json(m.ir) if args.json else format_table(m.ir))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from . import load
+    from .model import write_file
+
+    m = load(args.model, input_range=args.input_range)
+    x = load_npy(args.input)
+    y = m.run(x)
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.save(fh, y, allow_pickle=False)
+
+    write_file(args.output, write)
+    print(f"wrote {args.output}: {list(y.shape)} {y.dtype}", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from . import load
+
+    if args.target != "ir":
+        raise EdgeError(f"target '{args.target}' is not available in this version yet "
+                        "(available: ir)")
+    m = load(args.model, input_range=args.input_range)
+    m.save_ir(args.out)
+    print(f"wrote IR folder {args.out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"inspect": cmd_inspect, "run": cmd_run, "convert": cmd_convert}[args.cmd](args)
+    except EdgeError as exc:
+        print(f"edge-sdk: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edge-sdk: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("EDGE_SDK_DEBUG"):
+            raise
+        print(f"edge-sdk: internal error: {type(exc).__name__}: {_short(exc)} "
+              "(set EDGE_SDK_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

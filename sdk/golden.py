@@ -1,0 +1,173 @@
+"""The golden model: NumPy, integer-exact, vectorised over the batch.
+
+It runs the target-form IR (after `passes.pipeline.lower`) the way the backends must: binary and
+ternary layers as XNOR-popcount over the packed bit layout, multi-bit first layers as exact
+integer dot products, thresholds as integer compares. Only `Scores` leaves the integers, with
+the source's float ops in float32 in the order the source (onnxruntime) applies them.
+Every backend is compared with this module, and this module with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import bitpack
+from .errors import EdgeError
+from .ir import layers as L
+from .ir.graph import Graph
+from .thresholds import apply_threshold
+
+_EXACT_F64 = 1 << 53
+
+
+def run(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """The model's (single) output for a batch `x` ([N, *input shape])."""
+    return run_all(graph, x)[graph.outputs[0]]
+
+
+def run_all(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every tensor of the graph for a batch: used by tests and the layer-by-layer diff."""
+    if not graph.lowered:
+        raise EdgeError("the golden model runs lowered IR; call passes.pipeline.lower first")
+    infos = graph.infos()
+    env: dict[str, np.ndarray] = {}
+    for layer in graph.layers:
+        args = [env[name] for name in layer.inputs]
+        env[layer.output] = _run_layer(layer, args, x, infos)
+    return env
+
+
+def _run_layer(layer: L.Layer, args: list[np.ndarray], x: np.ndarray, infos) -> np.ndarray:
+    if isinstance(layer, L.Input):
+        return quantise_input(layer, x)
+    (a,) = args
+    if isinstance(layer, L.Dense):
+        return integer_dot(a.reshape(a.shape[0], -1), layer.weights, infos[layer.inputs[0]].kind)
+    if isinstance(layer, L.Conv2d):
+        return conv2d(a, layer, infos[layer.inputs[0]].kind)
+    if isinstance(layer, L.Threshold):
+        return apply_threshold(a, layer.tau, layer.flip, layer.zero, axis=1)
+    if isinstance(layer, L.MaxPool):
+        return maxpool(a, layer)
+    if isinstance(layer, L.Flatten):
+        return a.reshape(a.shape[0], -1)
+    if isinstance(layer, L.Reshape):
+        return a.reshape((a.shape[0],) + tuple(layer.shape))
+    if isinstance(layer, L.Scores):
+        return float_ops(a, layer.ops)
+    raise EdgeError(f"layer '{layer.name}': the golden model cannot run {type(layer).__name__}")
+
+
+def quantise_input(layer: L.Input, x: np.ndarray) -> np.ndarray:
+    """Check and convert a user batch to the input's integers (never rounds silently)."""
+    x = np.asarray(x)
+    shape = tuple(layer.shape)
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.number)):
+        raise EdgeError(f"input: dtype {x.dtype} is not numeric")
+    if np.iscomplexobj(x):
+        raise EdgeError(f"input: complex dtype {x.dtype} is not supported")
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != shape:
+        raise EdgeError(
+            f"input: shape {list(x.shape)} does not match the model's input [N, "
+            f"{', '.join(map(str, shape))}] (N = batch)"
+        )
+    if np.issubdtype(x.dtype, np.integer):
+        q = x.astype(np.int64)
+        if layer.scale != 1.0 or layer.zero_point != 0:
+            q = x.astype(np.float64) / layer.scale + layer.zero_point
+    else:
+        xf = x.astype(np.float64)
+        if not np.all(np.isfinite(xf)):
+            raise EdgeError("input: holds NaN or infinity")
+        q = xf / layer.scale + layer.zero_point
+    if q.dtype != np.int64:
+        frac = q != np.round(q)
+        if frac.any():
+            idx = tuple(int(i) for i in np.argwhere(frac)[0])
+            raise EdgeError(
+                f"input: value {x[idx]!r} at index {list(idx)} is not an integer; the model takes "
+                f"integers in [{layer.lo}, {layer.hi}] (scale {layer.scale:g}, zero point "
+                f"{layer.zero_point}); quantise real-valued inputs first"
+            )
+        q = np.round(q).astype(np.int64)
+    bad = (q < layer.lo) | (q > layer.hi)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise EdgeError(f"input: value {x[idx]!r} at index {list(idx)} is outside the model's "
+                        f"input range [{layer.lo}, {layer.hi}]")
+    return q
+
+
+def integer_dot(a: np.ndarray, weights: L.Weights, kind: str) -> np.ndarray:
+    """a [N, K] (integers or ±1/0) times weights [O, K]^T -> int64 [N, O]."""
+    packed = weights.pack()
+    if kind in ("bipolar", "ternary"):
+        sign, mask = bitpack.pack_values(a)
+        return bitpack.popcount_dot(sign, mask, packed.sign, packed.mask, packed.k)
+    # Multi-bit integers: every partial sum is an integer below 2**53, so float64 is exact.
+    w = weights.unpack().astype(np.float64)
+    bound = int(np.abs(a).max(initial=0)) * w.shape[1]
+    if bound >= _EXACT_F64:
+        raise EdgeError("accumulator range exceeds 2**53; layer too large for exact evaluation")
+    return (a.astype(np.float64) @ w.T).astype(np.int64)
+
+
+def _windows(a: np.ndarray, kernel, strides, pads, dilations, fill) -> np.ndarray:
+    """[N, C, H, W] -> [N, C, OH, OW, kh, kw] with padding value `fill`."""
+    t, lft, b, r = pads
+    if any(pads):
+        a = np.pad(a, ((0, 0), (0, 0), (t, b), (lft, r)), constant_values=fill)
+    kh, kw = kernel
+    dh, dw = dilations
+    win = sliding_window_view(a, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
+    return win[:, :, :: strides[0], :: strides[1], ::dh, ::dw]
+
+
+def conv2d(a: np.ndarray, layer: L.Conv2d, kind: str) -> np.ndarray:
+    n = a.shape[0]
+    win = _windows(a, layer.kernel, layer.strides, layer.pads, layer.dilations, 0)
+    _, c, oh, ow, kh, kw = win.shape
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    out = integer_dot(cols, layer.weights, kind)
+    return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+
+
+def maxpool(a: np.ndarray, layer: L.MaxPool) -> np.ndarray:
+    info = np.iinfo(a.dtype)
+    hi = _windows(a, layer.kernel, layer.strides, layer.pads, (1, 1), info.min).max(axis=(4, 5))
+    if layer.select_min is None:
+        return hi
+    lo = _windows(a, layer.kernel, layer.strides, layer.pads, (1, 1), info.max).min(axis=(4, 5))
+    sel = np.asarray(layer.select_min, dtype=bool).reshape(1, -1, 1, 1)
+    return np.where(sel, lo, hi)
+
+
+def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def float_ops(acc: np.ndarray, ops: list[L.FloatOp]) -> np.ndarray:
+    """Apply the source's float ops in float32, in the source's order.
+
+    BatchNormalization is evaluated as onnxruntime's CPU kernel does:
+    s = gamma / sqrt(var + eps) (as 1/sqrt then times gamma), b = beta - mean * s, y = x*s + b.
+    """
+    y = acc.astype(np.float32)
+    nd = y.ndim
+    for op in ops:
+        if isinstance(op, L.Mul):
+            y = y * _per_channel(op.values, nd)
+        elif isinstance(op, L.Add):
+            y = y + _per_channel(op.values, nd)
+        elif isinstance(op, L.Div):
+            y = y / _per_channel(op.values, nd)
+        elif isinstance(op, L.BatchNorm):
+            var = np.asarray(op.var, np.float32)
+            inv_std = np.float32(1) / np.sqrt(var + np.float32(op.eps))
+            scale = inv_std * np.asarray(op.gamma, np.float32)
+            bias = np.asarray(op.beta, np.float32) - np.asarray(op.mean, np.float32) * scale
+            y = y * _per_channel(scale, nd) + _per_channel(bias, nd)
+        y = y.astype(np.float32)
+    return y

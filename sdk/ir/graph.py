@@ -1,0 +1,149 @@
+"""The IR graph container and the per-tensor facts (shape, value kind, range) derived from it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EdgeError
+from . import layers as L
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What flows on one edge, without the batch dimension.
+
+    kind: "int" (multi-bit integers, e.g. an input or an accumulator), "bipolar" (exactly ±1),
+    "ternary" ({-1, 0, +1}: ±1 data that may hold Sign(0) = 0), "float" (source form only).
+    lo/hi bound the integer values (inclusive), from which accumulator widths follow.
+    """
+
+    shape: tuple[int, ...]
+    kind: str
+    lo: int
+    hi: int
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def max_abs(self) -> int:
+        return max(abs(self.lo), abs(self.hi))
+
+    @property
+    def bits(self) -> int:
+        """Signed bits that hold every value: ceil(log2(max|v| + 1)) + 1."""
+        return max(1, math.ceil(math.log2(self.max_abs + 1))) + 1
+
+
+@dataclass
+class Graph:
+    name: str
+    layers: list[L.Layer]
+    inputs: list[str]
+    outputs: list[str]
+    source: dict = field(default_factory=dict)
+
+    @property
+    def lowered(self) -> bool:
+        return not any(isinstance(layer, L.SOURCE_ONLY) for layer in self.layers)
+
+    def producer(self, tensor: str) -> L.Layer:
+        for layer in self.layers:
+            if layer.output == tensor:
+                return layer
+        raise KeyError(tensor)
+
+    def consumers(self, tensor: str) -> list[L.Layer]:
+        return [layer for layer in self.layers if tensor in layer.inputs]
+
+    def infos(self) -> dict[str, TensorInfo]:
+        """Shapes and ranges of every tensor; raises EdgeError on inconsistent shapes."""
+        out: dict[str, TensorInfo] = {}
+        for layer in self.layers:
+            ins = []
+            for name in layer.inputs:
+                if name not in out:
+                    raise EdgeError(f"layer '{layer.name}': input tensor '{name}' is not defined")
+                ins.append(out[name])
+            out[layer.output] = infer(layer, ins)
+        return out
+
+
+def conv_out(size: int, k: int, s: int, p0: int, p1: int, d: int = 1) -> int:
+    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _where(layer: L.Layer) -> str:
+    src = f" (from '{layer.source}')" if layer.source else ""
+    return f"layer '{layer.name}'{src}"
+
+
+def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
+    """Output facts of one layer, checking that its input fits."""
+    if isinstance(layer, L.Input):
+        return TensorInfo(tuple(layer.shape), "int", int(layer.lo), int(layer.hi))
+    (x,) = ins
+    if x.kind == "float" and not isinstance(layer, (L.Affine, L.Binarize, L.MaxPool, L.Scores)):
+        raise EdgeError(f"{_where(layer)}: needs integer or ±1 data, got float data")
+    if isinstance(layer, L.Dense):
+        k = layer.weights.k
+        if len(x.shape) != 1 or x.shape[0] != k:
+            raise EdgeError(
+                f"{_where(layer)}: shape mismatch: weights take K={k} inputs, input is {x.shape}"
+            )
+        m = k * x.max_abs
+        return TensorInfo((layer.weights.rows,), "int", -m, m)
+    if isinstance(layer, L.Conv2d):
+        if len(x.shape) != 3 or x.shape[0] != layer.in_channels:
+            raise EdgeError(
+                f"{_where(layer)}: shape mismatch: conv takes {layer.in_channels} input "
+                f"channels (CHW), input is {x.shape}"
+            )
+        kh, kw = layer.kernel
+        if layer.weights.k != layer.in_channels * kh * kw:
+            raise EdgeError(f"{_where(layer)}: weight size does not match its kernel")
+        oh = conv_out(x.shape[1], kh, layer.strides[0], layer.pads[0], layer.pads[2],
+                      layer.dilations[0])
+        ow = conv_out(x.shape[2], kw, layer.strides[1], layer.pads[1], layer.pads[3],
+                      layer.dilations[1])
+        if oh < 1 or ow < 1:
+            raise EdgeError(f"{_where(layer)}: shape mismatch: conv output would be empty")
+        m = layer.weights.k * x.max_abs
+        return TensorInfo((layer.weights.rows, oh, ow), "int", -m, m)
+    if isinstance(layer, L.Affine):
+        for op in layer.ops:
+            if L.channels_of(op) != x.shape[0]:
+                raise EdgeError(
+                    f"{_where(layer)}: shape mismatch: {L.channels_of(op)} per-channel "
+                    f"parameters for {x.shape[0]} channels"
+                )
+        return TensorInfo(x.shape, "float", x.lo, x.hi)
+    if isinstance(layer, L.Binarize):
+        return TensorInfo(x.shape, "ternary" if layer.mode == "sign" else "bipolar", -1, 1)
+    if isinstance(layer, L.Threshold):
+        if layer.tau.shape[0] != x.shape[0]:
+            raise EdgeError(f"{_where(layer)}: shape mismatch: thresholds vs channels")
+        kind = "ternary" if bool(np.any(layer.zero)) else "bipolar"
+        return TensorInfo(x.shape, kind, -1, 1)
+    if isinstance(layer, L.MaxPool):
+        if len(x.shape) != 3:
+            raise EdgeError(f"{_where(layer)}: max-pool needs CHW data, got {x.shape}")
+        oh = conv_out(x.shape[1], layer.kernel[0], layer.strides[0], layer.pads[0], layer.pads[2])
+        ow = conv_out(x.shape[2], layer.kernel[1], layer.strides[1], layer.pads[1], layer.pads[3])
+        if oh < 1 or ow < 1:
+            raise EdgeError(f"{_where(layer)}: shape mismatch: pool output would be empty")
+        return TensorInfo((x.shape[0], oh, ow), x.kind, x.lo, x.hi)
+    if isinstance(layer, L.Flatten):
+        return TensorInfo((x.size,), x.kind, x.lo, x.hi)
+    if isinstance(layer, L.Reshape):
+        if math.prod(layer.shape) != x.size:
+            raise EdgeError(f"{_where(layer)}: shape mismatch: cannot reshape {x.shape} to "
+                            f"{layer.shape}")
+        return TensorInfo(tuple(layer.shape), x.kind, x.lo, x.hi)
+    if isinstance(layer, L.Scores):
+        return TensorInfo(x.shape, "float" if layer.ops else x.kind, x.lo, x.hi)
+    raise EdgeError(f"{_where(layer)}: unknown layer type {type(layer).__name__}")

@@ -1,0 +1,234 @@
+"""The IR: typed layers between frontends and backends.
+
+Two stages share these dataclasses. A frontend emits the *source* form: integer-valued layers
+(weights as int8 {-1, 0, +1}) plus `Affine` (the float ops the source applies to an
+accumulator) and `Binarize` (Sign or a comparison). The passes lower it to the *target* form that
+the golden model and every backend run: `Threshold` (integer thresholds), `Scores` (integer
+scores with their float post-ops), and `PackedWeights`. Tensors are named; a layer reads
+`inputs` and writes `output`, so graphs that are not chains fit later without a new format.
+
+Layout: activations are NCHW (conv) or NC (dense), batch first; the batch is free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from ..bitpack import pack_values, unpack_values
+
+IR_VERSION = 1
+
+
+# ---------------------------------------------------------------------------- weights
+@dataclass
+class IntWeights:
+    """Weights as int8 {-1, 0, +1}, one row per output channel ([O, K], im2col order)."""
+
+    values: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def ternary(self) -> bool:
+        return bool((self.values == 0).any())
+
+    def unpack(self) -> np.ndarray:
+        return self.values
+
+    def pack(self) -> PackedWeights:
+        sign, mask = pack_values(self.values)
+        return PackedWeights(sign=sign, mask=mask, k=self.k)
+
+
+@dataclass
+class PackedWeights:
+    """Bit planes (bitpack.py layout): sign [O, W] uint32, mask [O, W] or None (binary)."""
+
+    sign: np.ndarray
+    mask: np.ndarray | None
+    k: int
+
+    @property
+    def rows(self) -> int:
+        return int(self.sign.shape[0])
+
+    @property
+    def ternary(self) -> bool:
+        return self.mask is not None
+
+    def unpack(self) -> np.ndarray:
+        return unpack_values(self.sign, self.mask, self.k)
+
+    def pack(self) -> PackedWeights:
+        return self
+
+
+Weights = IntWeights | PackedWeights
+
+
+# ---------------------------------------------------------------------------- float ops
+@dataclass
+class Mul:
+    """y = x * values (per channel)."""
+
+    values: np.ndarray
+
+
+@dataclass
+class Add:
+    """y = x + values (per channel)."""
+
+    values: np.ndarray
+
+
+@dataclass
+class Div:
+    """y = x / values (per channel)."""
+
+    values: np.ndarray
+
+
+@dataclass
+class BatchNorm:
+    """ONNX BatchNormalization (inference), per channel."""
+
+    gamma: np.ndarray
+    beta: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float
+
+
+FloatOp = Mul | Add | Div | BatchNorm
+
+
+# ---------------------------------------------------------------------------- layers
+@dataclass
+class Layer:
+    name: str
+    inputs: list[str]
+    output: str
+    source: str = ""  # the source-model node(s) this came from, for messages
+    kind: ClassVar[str] = "layer"
+
+
+@dataclass
+class Input(Layer):
+    """A model input: integers in [lo, hi], given as integer-valued numbers.
+
+    A real input x maps to q = x / scale + zero_point, which must be an integer in [lo, hi];
+    the golden model refuses inputs that are not (no silent rounding).
+    """
+
+    shape: tuple[int, ...] = ()
+    lo: int = 0
+    hi: int = 255
+    scale: float = 1.0
+    zero_point: int = 0
+    kind: ClassVar[str] = "input"
+
+
+@dataclass
+class Dense(Layer):
+    """acc[n, o] = sum_k w[o, k] * x[n, k], integer."""
+
+    weights: Weights = None  # type: ignore[assignment]
+    kind: ClassVar[str] = "dense"
+
+
+@dataclass
+class Conv2d(Layer):
+    """Integer conv (groups = 1); pads add taps that contribute 0 (ONNX pads with 0)."""
+
+    weights: Weights = None  # type: ignore[assignment]
+    in_channels: int = 0
+    kernel: tuple[int, int] = (1, 1)
+    strides: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    dilations: tuple[int, int] = (1, 1)
+    kind: ClassVar[str] = "conv2d"
+
+
+@dataclass
+class Affine(Layer):
+    """Source form only: float ops the source applies to an accumulator, in order."""
+
+    ops: list[FloatOp] = field(default_factory=list)
+    kind: ClassVar[str] = "affine"
+
+
+@dataclass
+class Binarize(Layer):
+    """Source form only: mode "sign" (Sign), "ge0" (x >= 0 -> +1 else -1), "gt0" (x > 0)."""
+
+    mode: str = "sign"
+    kind: ClassVar[str] = "binarize"
+
+
+@dataclass
+class Threshold(Layer):
+    """Target form of Affine + Binarize: see thresholds.py for the exact semantics."""
+
+    tau: np.ndarray = None  # type: ignore[assignment]  int64 [C]
+    flip: np.ndarray = None  # type: ignore[assignment]  bool [C]
+    zero: np.ndarray = None  # type: ignore[assignment]  bool [C]
+    kind: ClassVar[str] = "threshold"
+
+
+@dataclass
+class MaxPool(Layer):
+    """Max-pool (padding never wins). `select_min[c]` pools with min instead: used when a
+    decreasing per-channel transform was commuted past the pool."""
+
+    kernel: tuple[int, int] = (2, 2)
+    strides: tuple[int, int] = (2, 2)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    select_min: np.ndarray | None = None
+    kind: ClassVar[str] = "maxpool"
+
+
+@dataclass
+class Flatten(Layer):
+    """[N, ...] -> [N, prod(...)], C order."""
+
+    kind: ClassVar[str] = "flatten"
+
+
+@dataclass
+class Reshape(Layer):
+    """[N, ...] -> [N, *shape], C order."""
+
+    shape: tuple[int, ...] = ()
+    kind: ClassVar[str] = "reshape"
+
+
+@dataclass
+class Scores(Layer):
+    """Model output: integer scores, then the source's float ops (float32, in order)."""
+
+    ops: list[FloatOp] = field(default_factory=list)
+    kind: ClassVar[str] = "scores"
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Input, Dense, Conv2d, Affine, Binarize, Threshold, MaxPool, Flatten, Reshape,
+                Scores)
+}
+OP_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Mul, Add, Div, BatchNorm)}
+WEIGHT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (IntWeights, PackedWeights)}
+SOURCE_ONLY = (Affine, Binarize)
+
+
+def channels_of(op: FloatOp) -> int:
+    arr = op.gamma if isinstance(op, BatchNorm) else op.values
+    return int(np.asarray(arr).shape[0])

@@ -1,0 +1,90 @@
+"""`edge_sdk.load(path)`: the object the CLI and users share."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import golden
+from .errors import EdgeError
+from .ir import serialize
+from .ir.graph import Graph
+from .passes.pipeline import lower
+
+
+class Model:
+    """A model imported into the IR: `source` as the frontend read it, `ir` lowered."""
+
+    def __init__(self, source: Graph | None, ir: Graph, path: str):
+        self.source = source
+        self.ir = ir
+        self.path = path
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Golden model on a batch: the same shape and values onnxruntime gives."""
+        return golden.run(self.ir, x)
+
+    def save_ir(self, folder: str | Path) -> Path:
+        """Write the lowered IR folder atomically (a half-written folder never remains)."""
+        return write_folder(folder, lambda tmp: serialize.save(self.ir, tmp))
+
+
+def load(path: str | Path, input_range: tuple[int, int] | None = None) -> Model:
+    """Import a model file (.onnx) or an IR folder written by `convert --target ir`."""
+    p = Path(path)
+    if p.is_dir():
+        ir = serialize.load(p)
+        if not ir.lowered:
+            ir = lower(ir)
+        return Model(None, ir, str(p))
+    if p.suffix.lower() != ".onnx" and p.exists():
+        raise EdgeError(f"{p}: unknown model format (expected .onnx or an IR folder)")
+    from .converters.onnx import import_onnx
+
+    source = import_onnx(p, input_range=input_range)
+    return Model(source, lower(source), str(p))
+
+
+def write_folder(folder: str | Path, fill) -> Path:
+    """Fill a temporary sibling folder, then move it into place; clean up on any failure."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise EdgeError(f"{folder}: exists and is not a folder")
+    parent = folder.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    try:
+        fill(tmp)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=parent))
+            os.replace(folder, old / "x")
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def write_file(path: str | Path, write) -> Path:
+    """Write a file via a temporary sibling and rename, so no partial file is ever left."""
+    path = Path(path)
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise EdgeError(f"{path}: folder {parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

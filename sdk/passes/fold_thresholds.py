@@ -1,0 +1,68 @@
+"""Fold "float ops, then Sign / comparison" into integer thresholds, exactly.
+
+See thresholds.py for the maths. The accumulator's range (from the IR's tensor facts) bounds the
+search and clamps tau to [lo - 1, hi + 1], so thresholds fit the accumulator width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import EdgeError
+from ..ir import layers as L
+from ..thresholds import AffineSqrt, solve_threshold
+from .affine_forms import channel_forms
+from .base import Pass, sole_consumer
+
+
+class FoldThresholds(Pass):
+    def run(self, graph) -> bool:
+        changed = False
+        for layer in list(graph.layers):
+            if not isinstance(layer, L.Binarize):
+                continue
+            infos = graph.infos()
+            src = layer.inputs[0]
+            ops: list[L.FloatOp] = []
+            try:
+                producer = graph.producer(src)
+            except KeyError:
+                producer = None
+            affine = None
+            if isinstance(producer, L.Affine) and sole_consumer(graph, src) is layer:
+                affine, ops, src = producer, producer.ops, producer.inputs[0]
+            info = infos[src]
+            if info.kind == "float":
+                raise EdgeError(f"layer '{layer.name}' (from '{layer.source}'): cannot binarise "
+                                "float data whose ops were not folded")
+            where = ", ".join(s for s in ((affine.source if affine else ""), layer.source) if s)
+            channels = info.shape[0]
+            try:
+                forms = channel_forms(ops, channels) if ops else [AffineSqrt()] * channels
+                solved = [solve_threshold(f, layer.mode, info.lo, info.hi) for f in forms]
+            except ValueError as exc:
+                bad = _first_bad_channel(forms if ops else [], layer.mode, info.lo, info.hi)
+                raise EdgeError(f"'{where}': {bad}{exc}") from None
+            thr = L.Threshold(
+                name=layer.name,
+                inputs=[src],
+                output=layer.output,
+                source=where,
+                tau=np.array([s.tau for s in solved], dtype=np.int64),
+                flip=np.array([s.flip for s in solved], dtype=bool),
+                zero=np.array([s.zero for s in solved], dtype=bool),
+            )
+            graph.layers[graph.layers.index(layer)] = thr
+            if affine is not None:
+                graph.layers.remove(affine)
+            changed = True
+        return changed
+
+
+def _first_bad_channel(forms, mode, lo, hi) -> str:
+    for c, f in enumerate(forms):
+        try:
+            solve_threshold(f, mode, lo, hi)
+        except ValueError:
+            return f"channel {c}: "
+    return ""

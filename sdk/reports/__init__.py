@@ -1,0 +1,1 @@
+"""Human- and machine-readable reports about a model and its builds."""
