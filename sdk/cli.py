@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     model_arg(sp)
     sp.add_argument("--input", required=True, help="input batch .npy, [N, *input shape]")
     sp.add_argument("--output", required=True, help="where to write the output .npy")
+    sp.add_argument("--check", action="store_true",
+                    help="also run onnxruntime on the original model and fail (exit 1) unless "
+                         "the outputs agree")
 
     sp = sub.add_parser("convert", help="convert a model for a target")
     model_arg(sp)
@@ -98,7 +101,20 @@ def cmd_run(args) -> int:
 
     write_file(args.output, write)
     print(f"wrote {args.output}: {list(y.shape)} {y.dtype}", file=sys.stderr)
+    if args.check:
+        return _check_against_source(m, x, y)
     return 0
+
+
+def _check_against_source(m, x: np.ndarray, y: np.ndarray) -> int:
+    from .converters.onnx.reference import run_onnxruntime
+    from .reports.compare import agreement
+
+    if m.source is None:
+        raise EdgeError(f"{m.path}: --check needs the source model (.onnx), not an IR folder")
+    a = agreement(y, run_onnxruntime(m.path, x))
+    print(f"golden vs onnxruntime: {a.describe()}")
+    return 0 if a.ok else 1
 
 
 def cmd_convert(args) -> int:

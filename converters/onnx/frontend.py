@@ -180,10 +180,17 @@ class Frontend:
 
     # ------------------------------------------------------------------ plumbing ops
     def op_Constant(self, node):
-        value = next((a for a in node.attribute if a.name == "value"), None)
-        if value is None:
-            self.fail("only tensor-valued Constant nodes are supported")
-        self.consts[node.output[0]] = numpy_helper.to_array(value.t)
+        a = self.attrs()
+        if "value" in a:
+            self.consts[node.output[0]] = numpy_helper.to_array(a["value"])
+        elif "value_float" in a or "value_floats" in a:
+            self.consts[node.output[0]] = np.asarray(
+                a.get("value_float", a.get("value_floats")), np.float32)
+        elif "value_int" in a or "value_ints" in a:
+            self.consts[node.output[0]] = np.asarray(
+                a.get("value_int", a.get("value_ints")), np.int64)
+        else:
+            self.fail("only numeric Constant nodes are supported")
 
     def _alias(self, node):
         src = node.input[0]
@@ -443,11 +450,29 @@ class Frontend:
 
     def op_Relu(self, node):
         v = self.val(node.input[0])
-        if v.info.kind == "int" and v.info.lo >= 0 and self._is_input(v):
-            self.vals[node.output[0]] = v
+        if self._narrow_input(v, 0, None):
+            self.vals[node.output[0]] = self.vals[node.input[0]]
             return
-        self.fail("Relu is only supported where it is a no-op (non-negative integer input); "
-                  "on ±1 data it maps -1 to 0")
+        self.fail("Relu is only supported where it is a no-op (on the model input, which it "
+                  "restricts to non-negative integers); on ±1 data it maps -1 to 0")
+
+    def _narrow_input(self, v: Val, lo: float | None, hi: float | None) -> bool:
+        """A Relu/Clip right on the model input declares its domain: narrow the input range.
+
+        Inputs outside the narrowed range are then refused by the golden model rather than
+        clamped, so the op stays a no-op on everything that runs.
+        """
+        if not self._is_input(v) or any(layer.inputs for layer in self.layers):
+            return False
+        layer = self.layers[0]
+        new_lo = layer.lo if lo is None else max(layer.lo, math.ceil(lo))
+        new_hi = layer.hi if hi is None else min(layer.hi, math.floor(hi))
+        if new_lo > new_hi:
+            self.fail(f"clamps the input to an empty integer range [{new_lo}, {new_hi}]")
+        layer.lo, layer.hi = new_lo, new_hi
+        self.infos["input"] = infer(layer, [])
+        self.vals[self._input_name] = Val("input", self.infos["input"])
+        return True
 
     def op_Clip(self, node):
         v = self.val(node.input[0])
@@ -459,10 +484,11 @@ class Frontend:
         if len(node.input) > 2 and node.input[2]:
             hi = float(self.const(node.input[2], "max"))
         info = v.info
-        if info.kind in ("int", "bipolar", "ternary") and (
-            lo <= info.lo and hi >= info.hi and (info.kind != "int" or self._is_input(v))
-        ):
+        if info.kind in ("bipolar", "ternary") and lo <= info.lo and hi >= info.hi:
             self.vals[node.output[0]] = v  # the data already lies inside [lo, hi]
+            return
+        if self._narrow_input(v, None if lo == -np.inf else lo, None if hi == np.inf else hi):
+            self.vals[node.output[0]] = self.vals[node.input[0]]
             return
         if lo < 0 < hi and info.kind in ("int", "float"):
             self.vals[node.output[0]] = Val(v.tensor, v.info, clip_ok=True)

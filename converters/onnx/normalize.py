@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import onnx
 import onnx_ir as ir
 from edge_sdk.errors import EdgeError
@@ -51,6 +53,7 @@ def normalise(model: onnx.ModelProto, file: str) -> onnx.ModelProto:
             onnx_shape_inference=True,
             input_size_limit=MAX_ELEMENTS,
             output_size_limit=MAX_ELEMENTS,
+            should_fold=_should_fold,
         )
         optimizer.remove_unused_nodes(model_ir)
         m = ir.to_proto(model_ir)
@@ -59,6 +62,17 @@ def normalise(model: onnx.ModelProto, file: str) -> onnx.ModelProto:
     except Exception as exc:  # noqa: BLE001 - the folder evaluates user nodes; report them
         raise EdgeError(f"{file}: constant folding failed: {_first_line(exc)}") from None
     return _infer(m, file)
+
+
+def _should_fold(node) -> bool | None:
+    """Fold ConstantOfShape too (onnxscript keeps it by default), but only of a bounded size."""
+    if node.op_type != "ConstantOfShape":
+        return None
+    shape = node.inputs[0].const_value if node.inputs and node.inputs[0] is not None else None
+    if shape is None:
+        return None
+    dims = [int(d) for d in shape.numpy().reshape(-1)]
+    return all(d >= 0 for d in dims) and math.prod(dims) <= MAX_ELEMENTS
 
 
 def _first_line(exc: Exception) -> str:

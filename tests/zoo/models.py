@@ -315,13 +315,18 @@ def cnn(
 
 
 _FIXED = {
-    "odd_mlp": (odd_mlp, (67,)),
-    "tie_mlp": (tie_mlp, (12,)),
-    "tie_where_mlp": (tie_where_mlp, (12,)),
-    "neg_gamma_mlp": (neg_gamma_mlp, (40,)),
-    "where_cast_mlp": (where_cast_mlp, (48,)),
+    "odd_mlp": odd_mlp,
+    "tie_mlp": tie_mlp,
+    "tie_where_mlp": tie_where_mlp,
+    "neg_gamma_mlp": neg_gamma_mlp,
+    "where_cast_mlp": where_cast_mlp,
 }
 _FAMILIES = ("mlp", "mlp", "mlp", "cnn", "cnn", *_FIXED)
+
+
+def _input_shape(model: onnx.ModelProto) -> tuple[int, ...]:
+    """Declared input dims after the batch dim."""
+    return tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:])
 
 
 def _pick(rng: np.random.Generator, options: Sequence[object]) -> object:
@@ -373,5 +378,5 @@ def random_model(seed: int) -> tuple[onnx.ModelProto, tuple[int, ...], tuple[int
             opset=int(_pick(rng, (13, 17, 21))),
         )
         return model, in_shape, (0, hi)
-    builder, shape = _FIXED[family]
-    return builder(sub_seed), shape, (0, hi)
+    model = _FIXED[family](sub_seed)
+    return model, _input_shape(model), (0, hi)
