@@ -3,6 +3,8 @@
 import filecmp
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import edge_sdk
 import numpy as np
@@ -16,7 +18,8 @@ CNN = EXAMPLES / "cnn_digits.onnx"
 
 
 def test_console_script_is_installed():
-    proc = subprocess.run(["edge-sdk", "--version"], check=False, capture_output=True, text=True)
+    script = Path(sys.executable).parent / "edge-sdk"  # the venv's console script
+    proc = subprocess.run([script, "--version"], check=False, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("edge-sdk ")
 
 
