@@ -66,25 +66,30 @@ def popcount_dot(
     """Dot products of packed rows: a [N, W] x w [O, W] -> int64 [N, O].
 
     With masks m (nonzero in both operands): dot = popcount(m) - 2 * popcount(m & (a ^ w)).
-    Without any mask this is the classic K - 2 * popcount(a ^ w). Work is chunked over N so
-    the [chunk, O, W] intermediate stays below `max_elements` words.
+    Without any mask this is the classic K - 2 * popcount(a ^ w). Words are visited one at a
+    time (an [N, O] pass each, no reduction over a short axis) and N is chunked so the
+    intermediates stay below `max_elements`.
     """
     n, words = a_sign.shape
     o = w_sign.shape[0]
     out = np.empty((n, o), dtype=np.int64)
-    chunk = max(1, max_elements // max(1, o * words))
+    chunk = max(1, max_elements // max(1, o))
     for start in range(0, n, chunk):
         sl = slice(start, min(n, start + chunk))
-        diff = a_sign[sl, None, :] ^ w_sign[None, :, :]
-        if a_mask is None and w_mask is None:
-            out[sl] = k - 2 * np.bitwise_count(diff).sum(axis=-1, dtype=np.int64)
-            continue
-        if a_mask is None:
-            m = np.broadcast_to(w_mask[None, :, :], diff.shape)
-        elif w_mask is None:
-            m = np.broadcast_to(a_mask[sl, None, :], diff.shape)
-        else:
-            m = a_mask[sl, None, :] & w_mask[None, :, :]
-        valid = np.bitwise_count(m).sum(axis=-1, dtype=np.int64)
-        out[sl] = valid - 2 * np.bitwise_count(m & diff).sum(axis=-1, dtype=np.int64)
+        diff_count = np.zeros((sl.stop - sl.start, o), dtype=np.int32)
+        valid = None if a_mask is None and w_mask is None else np.zeros_like(diff_count)
+        for j in range(words):
+            diff = a_sign[sl, j, None] ^ w_sign[None, :, j]
+            if valid is not None:
+                if a_mask is None:
+                    m = np.broadcast_to(w_mask[None, :, j], diff.shape)
+                elif w_mask is None:
+                    m = np.broadcast_to(a_mask[sl, j, None], diff.shape)
+                else:
+                    m = a_mask[sl, j, None] & w_mask[None, :, j]
+                valid += np.bitwise_count(m)
+                diff &= m
+            diff_count += np.bitwise_count(diff)
+        total = k if valid is None else valid
+        out[sl] = total - 2 * diff_count.astype(np.int64)
     return out
