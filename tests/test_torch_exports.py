@@ -47,3 +47,25 @@ def test_large_weights_go_to_external_data(tmp_path):
     model = tn.MLP((256, 600, 10), tn.sign_act, seed=4)  # 153600 weights
     roundtrip(model, (256,), tmp_path, dynamo=True, n=32)
     assert (tmp_path / "m.onnx.data").exists(), "expected torch to write external data"
+
+
+def step_act(x):
+    return (x >= 0).float() * 2 - 1
+
+
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_cast_comparison_ste_spelling(tmp_path, dynamo):
+    # `(x >= 0).float() * 2 - 1` exports as GreaterOrEqual, Cast, Mul, Sub
+    roundtrip(tn.MLP((96, 100, 10), step_act, seed=5), (96,), tmp_path, dynamo,
+              exact=not dynamo)
+
+
+def test_float_ste_is_refused_with_a_reason(tmp_path):
+    # x + (sign(x) - x).detach() is float arithmetic, not exactly ±1 after export
+    def float_ste(x):
+        return x + (torch.sign(x) - x).detach()
+
+    path = tn.export(tn.MLP((20, 16, 4), float_ste, seed=6), torch.zeros((2, 20)),
+                     tmp_path / "m.onnx", dynamo=False)
+    with pytest.raises(edge_sdk.EdgeError, match="two computed tensors"):
+        edge_sdk.load(path)

@@ -48,6 +48,19 @@ class Cond:
     mode: str
 
 
+@dataclass
+class Step:
+    """A comparison cast to numbers and scaled: `hi` where it holds, `lo` elsewhere.
+
+    STE code written as `(x >= 0).float() * 2 - 1` exports as Cast, Mul, Sub; once the two
+    values are +1 and -1 it is a binarisation like Where(x >= 0, 1, -1).
+    """
+
+    cond: Cond
+    hi: float = 1.0
+    lo: float = 0.0
+
+
 class Frontend:
     def __init__(self, model: onnx.ModelProto, file: str, input_range=None):
         self.model = model
@@ -87,8 +100,9 @@ class Frontend:
 
     def val(self, name: str) -> Val:
         v = self.vals.get(name)
-        if isinstance(v, Cond):
-            self.fail(f"comparison result '{name}' is used by something other than Where")
+        if isinstance(v, (Cond, Step)):
+            self.fail(f"comparison result '{name}' is used as data before it is a ±1 "
+                      "binarisation (expected Where(c, 1, -1) or Cast(c) * 2 - 1)")
         if v is None:
             self.fail(f"input '{name}' is neither a constant nor computed from the model input")
         if v.clip_ok and self.node.op_type not in ("Sign", "Where", "GreaterOrEqual", "Greater",
@@ -212,8 +226,34 @@ class Frontend:
         if isinstance(v, Val) and to in FLOAT_TYPES:
             self.vals[node.output[0]] = v
             return
-        self.fail("only Cast of data to a float type is supported (Cast of a comparison: "
-                  "spell the activation as Where(x >= 0, 1, -1) or Sign)")
+        if isinstance(v, Cond) and to in FLOAT_TYPES:
+            self.vals[node.output[0]] = Step(v)
+            return
+        self.fail("only Cast to a float type, of data or of a comparison, is supported")
+
+    def _step_arith(self, node, op: str) -> bool:
+        """Mul/Add/Sub of a `Step` by a scalar constant; emits the binarisation at ±1."""
+        a, b = node.input[0], node.input[1]
+        st, other, swapped = (self.vals.get(a), b, False)
+        if not isinstance(st, Step):
+            st, other, swapped = self.vals.get(b), a, True
+        if not isinstance(st, Step):
+            return False
+        c = np.unique(np.asarray(self.const(other, "constant"), np.float64))
+        if c.size != 1:
+            self.fail("a cast comparison may only be scaled and shifted by scalars")
+        c = float(c[0])
+        if op == "Mul":
+            hi, lo = st.hi * c, st.lo * c
+        elif op == "Add":
+            hi, lo = st.hi + c, st.lo + c
+        else:  # Sub
+            hi, lo = (c - st.hi, c - st.lo) if swapped else (st.hi - c, st.lo - c)
+        if (hi, lo) in ((1.0, -1.0), (-1.0, 1.0)):
+            self.vals[node.output[0]] = self._binarize_cond(st.cond, plus_when_true=hi == 1.0)
+        else:
+            self.vals[node.output[0]] = Step(st.cond, hi, lo)
+        return True
 
     def op_Flatten(self, node):
         v = self.val(node.input[0])
@@ -374,14 +414,20 @@ class Frontend:
         self._affine(node, L.BatchNorm(gamma, beta, mean, var, eps), v)
 
     def op_Mul(self, node):
+        if self._step_arith(node, "Mul"):
+            return
         v, c, _ = self._val_const(node)
         self._affine(node, L.Mul(self.per_channel(c, v)), v)
 
     def op_Add(self, node):
+        if self._step_arith(node, "Add"):
+            return
         v, c, _ = self._val_const(node)
         self._affine(node, L.Add(self.per_channel(c, v)), v)
 
     def op_Sub(self, node):
+        if self._step_arith(node, "Sub"):
+            return
         v, c, swapped = self._val_const(node)
         pc = self.per_channel(c, v)
         ops = [L.Mul(np.full_like(pc, -1.0)), L.Add(pc)] if swapped else [L.Add(-pc)]
@@ -439,14 +485,17 @@ class Frontend:
         ua, ub = np.unique(np.asarray(a)), np.unique(np.asarray(b))
         if ua.size != 1 or ub.size != 1 or {float(ua[0]), float(ub[0])} != {1.0, -1.0}:
             self.fail("Where must choose between constants +1 and -1 to be a binarisation")
+        self.vals[node.output[0]] = self._binarize_cond(cond, plus_when_true=float(ua[0]) == 1.0)
+
+    def _binarize_cond(self, cond: Cond, plus_when_true: bool) -> Val:
         t, mode = cond.tensor, cond.mode
-        if float(ua[0]) == -1.0:
+        if not plus_when_true:
             # +1 where the comparison fails: not(g >= 0) = (-g > 0), not(g > 0) = (-g >= 0)
             info = self.infos[t]
             t = self.emit(L.Affine, [t], ops=[L.Mul(np.full(info.shape[0], -1.0,
                                                             np.float32))]).tensor
             mode = "gt0" if mode == "ge0" else "ge0"
-        self.vals[node.output[0]] = self.emit(L.Binarize, [t], mode=mode)
+        return self.emit(L.Binarize, [t], mode=mode)
 
     def op_Relu(self, node):
         v = self.val(node.input[0])
