@@ -57,6 +57,29 @@ def _parser() -> argparse.ArgumentParser:
     model_arg(sp)
     sp.add_argument("--target", required=True, choices=TARGETS)
     sp.add_argument("-o", "--out", required=True, help="output folder")
+    sp.add_argument("--board", help="board (cortex-m: qemu-mps2-an386 (default), "
+                    "qemu-mps2-an385, nucleo-f446re; fpga: icebreaker)")
+    sp.add_argument("--popcount", choices=("swar", "builtin"), default="swar",
+                    help="cortex-m: popcount lowering (default: portable SWAR)")
+    sp.add_argument("--pe", type=int, help="fpga: output neurons computed in parallel")
+    sp.add_argument("--simd", type=int, help="fpga: input bits consumed per cycle")
+
+    sp = sub.add_parser("simulate", help="run a batch through a build on its simulator")
+    sp.add_argument("folder", help="build folder written by `convert --target cortex-m|fpga`")
+    sp.add_argument("--input", required=True, help="input batch .npy")
+    sp.add_argument("--output", required=True, help="where to write the output .npy")
+    sp.add_argument("--check", action="store_true",
+                    help="fail (exit 1) unless every output equals the golden model's")
+
+    sp = sub.add_parser("report", help="size, instructions/cycles, resources, Fmax of a build")
+    sp.add_argument("folder")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for name, text in (("build", "build firmware / bitstream for a board"),
+                       ("flash", "program a board (needs a probe/board attached)")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("folder")
+        sp.add_argument("--board", help="board (default: the one given to convert)")
     return p
 
 
@@ -118,21 +141,80 @@ def _check_against_source(m, x: np.ndarray, y: np.ndarray) -> int:
 
 
 def cmd_convert(args) -> int:
-    from . import load
+    from . import load, targets
 
-    if args.target != "ir":
-        raise EdgeError(f"target '{args.target}' is not available in this version yet "
-                        "(available: ir)")
     m = load(args.model, input_range=args.input_range)
-    m.save_ir(args.out)
-    print(f"wrote IR folder {args.out}", file=sys.stderr)
+    if args.target == "ir":
+        m.save_ir(args.out)
+        print(f"wrote IR folder {args.out}", file=sys.stderr)
+        return 0
+    options = {k: v for k, v in (("board", args.board), ("pe", args.pe), ("simd", args.simd))
+               if v is not None}
+    if args.target == "cortex-m":
+        options["popcount"] = args.popcount
+    targets.convert(m, args.target, args.out, options)
+    print(f"wrote {args.target} build folder {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from . import golden, targets
+    from .model import write_file
+
+    x = load_npy(args.input)
+    y, extra = targets.simulate(args.folder, x)
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            np.save(fh, y, allow_pickle=False)
+
+    write_file(args.output, write)
+    for key, value in sorted(extra.items()):
+        print(f"{key}: {value}")
+    if args.check:
+        _, ir = targets.open_build(args.folder)
+        problem = targets.first_mismatch(y, golden.run(ir, x))
+        if problem:
+            print(f"edge-sdk: MISMATCH with the golden model: {problem}", file=sys.stderr)
+            return 1
+        print(f"target == golden model on all {len(x)} samples (bit-exact)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from . import targets
+
+    meta, _ = targets.open_build(args.folder)
+    be = targets.backend(meta["target"])
+    rep = be.report(Path(args.folder), meta)
+    if args.json:
+        import json
+
+        print(json.dumps(rep, indent=1, sort_keys=True))
+    else:
+        print(be.format_report(rep))
+    return 0
+
+
+def _board_cmd(args, action: str) -> int:
+    from . import targets
+
+    meta, _ = targets.open_build(args.folder)
+    be = targets.backend(meta["target"])
+    board = args.board or meta.get("options", {}).get("board")
+    print(getattr(be, action)(Path(args.folder), meta, board))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"inspect": cmd_inspect, "run": cmd_run, "convert": cmd_convert}[args.cmd](args)
+        commands = {
+            "inspect": cmd_inspect, "run": cmd_run, "convert": cmd_convert,
+            "simulate": cmd_simulate, "report": cmd_report,
+            "build": lambda a: _board_cmd(a, "build"), "flash": lambda a: _board_cmd(a, "flash"),
+        }
+        return commands[args.cmd](args)
     except EdgeError as exc:
         print(f"edge-sdk: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,106 @@
+"""Build folders: what `convert --target cortex-m|fpga` writes and `simulate/report/build/flash`
+read back, so each CLI step can run on its own.
+
+A build folder holds `edge-sdk.json` (target, board, options), `ir/` (the lowered IR: the
+golden model and the output's float ops come from it), the backend's generated files and
+`report.json`. Backends live in `edge_sdk.converters.<target>.backend` and provide
+`convert(ir, options) -> (files, report)` and `simulate(folder, meta, ir, q) -> (scores, extra)`;
+the float post-ops and the comparison with the golden model are done here, once for all targets.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import golden
+from .errors import EdgeError
+from .ir import layers as L
+from .ir import serialize
+from .ir.graph import Graph
+from .model import Model, write_folder
+
+FORMAT = "edge-sdk-build"
+VERSION = 1
+BACKENDS = {"cortex-m": "cortexm", "fpga": "fpga"}
+
+
+def backend(target: str):
+    if target not in BACKENDS:
+        raise EdgeError(f"unknown target '{target}' (known: {', '.join(BACKENDS)})")
+    name = f"edge_sdk.converters.{BACKENDS[target]}.backend"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise EdgeError(f"target '{target}' is not available in this installation") from None
+        raise EdgeError(f"target '{target}' needs the missing package '{exc.name}' (install "
+                        "edge-sdk with its extras: pip install 'edge-sdk[cortexm,fpga]')") from None
+
+
+def convert(model: Model, target: str, out: str | Path, options: dict) -> Path:
+    be = backend(target)
+    files, report = be.convert(model.ir, dict(options))
+    meta = {"format": FORMAT, "version": VERSION, "target": target,
+            "model": model.ir.name, "source": model.ir.source, "options": options}
+
+    def fill(tmp: Path) -> None:
+        serialize.save(model.ir, tmp / "ir")
+        for rel, content in sorted(files.items()):
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                dest.write_bytes(content)
+            else:
+                dest.write_text(content)
+        (tmp / "edge-sdk.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+
+    return write_folder(out, fill)
+
+
+def open_build(folder: str | Path) -> tuple[dict, Graph]:
+    folder = Path(folder)
+    path = folder / "edge-sdk.json"
+    if not path.is_file():
+        raise EdgeError(f"{folder}: not a build folder (no edge-sdk.json); run "
+                        "`edge-sdk convert MODEL --target ... -o FOLDER` first")
+    try:
+        meta = json.loads(path.read_text())
+    except ValueError as exc:
+        raise EdgeError(f"{path}: unreadable ({exc})") from None
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise EdgeError(f"{path}: not a build folder of this edge-sdk version")
+    return meta, serialize.load(folder / "ir")
+
+
+def scores_layer(ir: Graph) -> L.Scores:
+    out = ir.producer(ir.outputs[0])
+    if not isinstance(out, L.Scores):
+        raise EdgeError("the IR's output is not a Scores layer")
+    return out
+
+
+def simulate(folder: str | Path, x: np.ndarray, **opts) -> tuple[np.ndarray, dict]:
+    """Run a batch on the target's simulator; returns the model output (as `run`) and facts."""
+    meta, ir = open_build(folder)
+    q = golden.quantise_input(ir.layers[0], x)
+    scores, extra = backend(meta["target"]).simulate(Path(folder), meta, ir, q, **opts)
+    layer = scores_layer(ir)
+    shape = ir.infos()[layer.inputs[0]].shape
+    scores = np.asarray(scores).reshape((len(x),) + tuple(shape))
+    return golden.float_ops(scores.astype(np.int64), layer.ops), extra
+
+
+def first_mismatch(y: np.ndarray, ref: np.ndarray) -> str | None:
+    if y.shape != ref.shape:
+        return f"shape {list(y.shape)} vs golden {list(ref.shape)}"
+    bad = np.argwhere(y != ref)
+    if bad.size == 0:
+        return None
+    i = tuple(int(v) for v in bad[0])
+    return (f"{len(np.unique(bad[:, 0]))} of {len(y)} samples differ; first at index {list(i)}: "
+            f"target {y[i]!r} vs golden {ref[i]!r}")
