@@ -14,7 +14,7 @@ import numpy as np
 from edge_sdk.errors import EdgeError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Codebooks:
     """F codebooks of M codevectors, each B blocks of length L.
 

@@ -38,6 +38,7 @@ def decode(
     cb = as_codebooks(codebooks, q.shape)
     s = as_queries(q, cb)
     limit = positive_int("limit", limit)
+    seed = positive_int("seed", seed, 0)
     if cb.is_onehot:
         idx, rounds, _ = CertifiedSearch(cb).search(s, limit)
         return idx, rounds

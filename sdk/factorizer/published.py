@@ -116,12 +116,6 @@ def iterate(
     return out_idx, out_it
 
 
-def _seed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise EdgeError(f"seed must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
 def decode(
     queries: Any,
     codebooks: Any,
@@ -151,9 +145,8 @@ def decode(
     elif isinstance(T, bool) or not isinstance(T, (int, float, np.floating)) or not T >= 0:
         raise EdgeError(f"T must be a number >= 0, got {T!r}")
     iters = default_max_iters(M, F) if max_iters is None else positive_int("max_iters", max_iters)
-    return iterate(
-        s, cb, similarity_kind=kind, T=float(T), A=A, max_iters=iters, seed=_seed(seed)
-    )
+    seed = positive_int("seed", seed, 0)
+    return iterate(s, cb, similarity_kind=kind, T=float(T), A=A, max_iters=iters, seed=seed)
 
 
 def decode_resonator(
