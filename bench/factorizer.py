@@ -14,8 +14,9 @@ import json
 import time
 from pathlib import Path
 
-import edge_sdk.factorizer as fz
 import numpy as np
+
+import edge_sdk.factorizer as fz
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -15,9 +15,10 @@ import platform
 import time
 from pathlib import Path
 
-import edge_sdk
 import numpy as np
 import onnxruntime as ort
+
+import edge_sdk
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,7 @@ no partial output (files and folders are written to a temporary sibling and rena
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -48,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("run", help="golden model on a batch (.npy in, .npy out)")
     model_arg(sp)
     sp.add_argument("--input", required=True, help="input batch .npy, [N, *input shape]")
-    sp.add_argument("--output", required=True, help="where to write the output .npy")
+    sp.add_argument("--output", required=True,
+                    help="where to write the output: .npy (the first output) or .npz (all "
+                         "outputs by name)")
     sp.add_argument("--check", action="store_true",
                     help="also run onnxruntime on the original model and fail (exit 1) unless "
                          "the outputs agree")
@@ -106,6 +109,12 @@ def cmd_inspect(args) -> int:
     from .reports.summary import as_json, format_table
 
     m = load(args.model, input_range=args.input_range)
+    if m.ir is None:  # a network with a factorizer head
+        from .reports.summary import format_factorizer
+
+        print(json.dumps(m.summary(), indent=1, sort_keys=True) if args.json
+              else format_factorizer(m.summary()))
+        return 0
     print(as_json(m.ir) if args.json else format_table(m.ir))
     return 0
 
@@ -116,15 +125,25 @@ def cmd_run(args) -> int:
 
     m = load(args.model, input_range=args.input_range)
     x = load_npy(args.input)
-    y = m.run(x)
+    outputs = m.run_outputs(x)
+    y = next(iter(outputs.values()))
+    all_outputs = args.output.lower().endswith(".npz")
 
     def write(tmp):
         with open(tmp, "wb") as fh:
-            np.save(fh, y, allow_pickle=False)
+            if all_outputs:
+                np.savez(fh, **outputs)
+            else:
+                np.save(fh, y, allow_pickle=False)
 
     write_file(args.output, write)
-    print(f"wrote {args.output}: {list(y.shape)} {y.dtype}", file=sys.stderr)
+    shown = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in outputs.items()) \
+        if all_outputs else f"{list(y.shape)} {y.dtype}"
+    print(f"wrote {args.output}: {shown}", file=sys.stderr)
     if args.check:
+        if m.ir is None:
+            raise EdgeError(f"{m.path}: --check needs onnxruntime to run the whole model; it "
+                            "cannot run the edge_sdk.BlockCodeFactorizer node")
         return _check_against_source(m, x, y)
     return 0
 
@@ -188,8 +207,6 @@ def cmd_report(args) -> int:
     be = targets.backend(meta["target"])
     rep = be.report(Path(args.folder), meta)
     if args.json:
-        import json
-
         print(json.dumps(rep, indent=1, sort_keys=True))
     else:
         print(be.format_report(rep))

@@ -28,6 +28,10 @@ class Model:
         """Golden model on a batch: the same shape and values onnxruntime gives."""
         return golden.run(self.ir, x)
 
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every model output by its source name (one for plain networks)."""
+        return {self.ir.source.get("output_name", "output"): self.run(x)}
+
     def save_ir(self, folder: str | Path) -> Path:
         """Write the lowered IR folder atomically (a half-written folder never remains)."""
         return write_folder(folder, lambda tmp: serialize.save(self.ir, tmp))
@@ -43,9 +47,16 @@ def load(path: str | Path, input_range: tuple[int, int] | None = None) -> Model:
         return Model(None, ir, str(p))
     if p.suffix.lower() != ".onnx" and p.exists():
         raise EdgeError(f"{p}: unknown model format (expected .onnx or an IR folder)")
-    from .converters.onnx import import_onnx
+    from .converters.onnx import factorizer_node, import_model
+    from .converters.onnx import load as load_onnx
 
-    source = import_onnx(p, input_range=input_range)
+    proto = load_onnx(p)
+    split = factorizer_node.split(proto, str(p))
+    if split is not None:
+        from .factorizer_model import FactorizerModel
+
+        return FactorizerModel(str(p), *split)
+    source = import_model(proto, str(p), input_range=input_range)
     return Model(source, lower(source), str(p))
 
 

@@ -1,10 +1,11 @@
 """Packing layout and the popcount dot product (DESIGN.md, "Numerics")."""
 
 import numpy as np
-from edge_sdk import bitpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+
+from edge_sdk import bitpack
 
 ternary = st.integers(-1, 1)
 

@@ -6,10 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import edge_sdk
 import numpy as np
 import pytest
 from conftest import EXAMPLES, run_cli
+
+import edge_sdk
 from edge_sdk.converters.onnx.reference import run_onnxruntime
 from edge_sdk.ir import serialize
 

@@ -6,16 +6,17 @@ positions), never taken from the code under test.
 
 from __future__ import annotations
 
-import edge_sdk.factorizer as fz
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import edge_sdk.factorizer as fz
 from edge_sdk.errors import EdgeError
 from edge_sdk.factorizer.codebooks import Codebooks
 from edge_sdk.factorizer.hyperparams import nearest_table
 from edge_sdk.factorizer.noise import parse_noise
 from edge_sdk.factorizer.similarity import bundle, similarity
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import itertools
 
-import edge_sdk.factorizer as fz
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import edge_sdk.factorizer as fz
 from edge_sdk.errors import EdgeError
 from edge_sdk.factorizer.certified import CertifiedSearch
 from edge_sdk.factorizer.codebooks import Codebooks
 from edge_sdk.factorizer.inputs import as_queries
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 DECODERS = ("default", "published", "resonator", "exhaustive")
 

@@ -8,12 +8,13 @@ equal argmax, since onnxruntime's summation order inside a GEMM is its own.
 
 from pathlib import Path
 
-import edge_sdk
 import numpy as np
 import onnx
 import pytest
 import zoo
 from conftest import EXAMPLES, assert_close_to_reference
+
+import edge_sdk
 from edge_sdk.converters.onnx.reference import run_onnxruntime
 
 

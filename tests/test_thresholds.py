@@ -9,11 +9,12 @@ from decimal import Decimal, getcontext
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
 from edge_sdk.ir import layers as L
 from edge_sdk.passes.affine_forms import channel_forms
 from edge_sdk.thresholds import apply_threshold, solve_threshold
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
 getcontext().prec = 100
 

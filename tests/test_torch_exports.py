@@ -5,9 +5,10 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
 
-import edge_sdk
 import torch_nets as tn
 from conftest import assert_close_to_reference
+
+import edge_sdk
 from edge_sdk.converters.onnx.reference import run_onnxruntime
 
 

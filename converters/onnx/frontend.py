@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import helper, numpy_helper
+
 from edge_sdk.errors import EdgeError, where
 from edge_sdk.ir import layers as L
 from edge_sdk.ir.graph import Graph, TensorInfo, infer
-from onnx import helper, numpy_helper
 
 from .loader import load
 from .normalize import normalise
@@ -574,6 +575,9 @@ class Frontend:
 
 def import_onnx(path: str | Path, input_range=None) -> Graph:
     """Load, check and normalise an ONNX file and return its source-form IR."""
-    file = str(path)
-    model = normalise(load(path), file)
-    return Frontend(model, file, input_range).run()
+    return import_model(load(path), str(path), input_range)
+
+
+def import_model(model: onnx.ModelProto, file: str, input_range=None) -> Graph:
+    """Source-form IR of an already loaded (and vetted) model."""
+    return Frontend(normalise(model, file), file, input_range).run()

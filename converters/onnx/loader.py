@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from edge_sdk.errors import EdgeError
 from onnx import external_data_helper, helper
+
+from edge_sdk.errors import EdgeError
 
 MAX_FILE_BYTES = 2 * 1024**3 - 1  # protobuf's own limit
 MAX_ELEMENTS = 1 << 28  # per tensor (1 GiB of float32); no binary net on a MCU/FPGA is near it

@@ -16,8 +16,9 @@ import math
 
 import onnx
 import onnx_ir as ir
-from edge_sdk.errors import EdgeError
 from onnxscript import optimizer
+
+from edge_sdk.errors import EdgeError
 
 from .loader import MAX_ELEMENTS
 

@@ -14,14 +14,17 @@ from pathlib import Path
 import numpy as np
 
 
-def run_onnxruntime(path: str | Path, x: np.ndarray, optimized: bool = False) -> np.ndarray:
+def run_onnxruntime(model: str | Path | bytes, x: np.ndarray, optimized: bool = False
+                    ) -> np.ndarray:
+    """The first output for a batch; `model` is a file path or serialised model bytes."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
     if not optimized:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    src = model if isinstance(model, bytes) else str(model)
+    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     x = np.asarray(x).astype(_np_type(inp.type), copy=False)
     batch = inp.shape[0] if inp.shape else None

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from edge_sdk.errors import EdgeError
 
 from . import default, exhaustive, published

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from edge_sdk.errors import EdgeError
 
 from .binding import product_vectors

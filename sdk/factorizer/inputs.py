@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
 from edge_sdk.errors import EdgeError
 
 from .codebooks import Codebooks

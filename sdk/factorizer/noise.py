@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+
 from edge_sdk.errors import EdgeError
 
 from .binding import product_indices

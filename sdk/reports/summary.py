@@ -99,3 +99,20 @@ def as_json(graph: Graph) -> str:
     rows = layer_rows(graph)
     return json.dumps({"model": graph.name, "source": graph.source, "layers": rows,
                        "totals": totals(rows)}, indent=1, sort_keys=True)
+
+
+def format_factorizer(s: dict) -> str:
+    """`inspect` for a network ending in a BlockCodeFactorizer node."""
+    opts = ", ".join(f"{k}={v}" for k, v in sorted(s["options"].items())) or "defaults"
+    rows = [
+        ("network", f"{s['network_nodes']} ONNX nodes (run by onnxruntime) -> query [N, {s['D']}]"),
+        ("factorizer", f"node '{s['node']}', decoder {s['decoder']} ({opts})"),
+        ("codes", (f"F={s['F']} factors x M={s['M']} codevectors, B={s['B']} blocks of "
+                  f"L={s['L']} (D={s['D']})")),
+        ("classes", f"M^F = {s['classes']:,}"),
+        ("codebooks", f"{s['codebook_bytes']:,} B ({s['codebook_form']})"),
+        ("vs FC head", (f"{s['fc_binary_bytes']:,} B binary / {s['fc_float32_bytes']:,} B float32 "
+                       f"for {s['classes']:,} rows of {s['D']}")),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
