@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--output", required=True, help="where to write the output .npy")
     sp.add_argument("--check", action="store_true",
                     help="fail (exit 1) unless every output equals the golden model's")
+    sp.add_argument("--board", help="cortex-m: simulate on another QEMU board than the one "
+                    "given to convert (qemu-mps2-an386 = M4, qemu-mps2-an385 = M3)")
 
     sp = sub.add_parser("report", help="size, instructions/cycles, resources, Fmax of a build")
     sp.add_argument("folder")
@@ -181,7 +183,8 @@ def cmd_simulate(args) -> int:
     from .model import write_file
 
     x = load_npy(args.input)
-    y, extra = targets.simulate(args.folder, x)
+    opts = {"board": args.board} if args.board else {}
+    y, extra = targets.simulate(args.folder, x, **opts)
 
     def write(tmp):
         with open(tmp, "wb") as fh:

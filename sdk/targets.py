@@ -4,7 +4,9 @@ read back, so each CLI step can run on its own.
 A build folder holds `edge-sdk.json` (target, board, options), `ir/` (the lowered IR: the
 golden model and the output's float ops come from it), the backend's generated files and
 `report.json`. Backends live in `edge_sdk.converters.<target>.backend` and provide
-`convert(ir, options) -> (files, report)` and `simulate(folder, meta, ir, q) -> (scores, extra)`;
+`convert(ir, options, folder) -> report` (writing their files into `folder`),
+`simulate(folder, meta, ir, q) -> (scores, extra)`, `report`, `format_report`, `build` and
+`flash`;
 the float post-ops and the comparison with the golden model are done here, once for all targets.
 """
 
@@ -42,20 +44,15 @@ def backend(target: str):
 
 
 def convert(model: Model, target: str, out: str | Path, options: dict) -> Path:
+    if model.ir is None:
+        model.save_ir(out)  # raises the model's own "not supported yet" error
     be = backend(target)
-    files, report = be.convert(model.ir, dict(options))
     meta = {"format": FORMAT, "version": VERSION, "target": target,
             "model": model.ir.name, "source": model.ir.source, "options": options}
 
     def fill(tmp: Path) -> None:
         serialize.save(model.ir, tmp / "ir")
-        for rel, content in sorted(files.items()):
-            dest = tmp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                dest.write_bytes(content)
-            else:
-                dest.write_text(content)
+        report = be.convert(model.ir, dict(options), tmp)
         (tmp / "edge-sdk.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
 

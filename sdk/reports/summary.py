@@ -8,6 +8,7 @@ import math
 from ..bitpack import n_words
 from ..ir import layers as L
 from ..ir.graph import Graph, TensorInfo
+from .table import kv_table
 
 
 def _bits(info: TensorInfo) -> str:
@@ -114,5 +115,4 @@ def format_factorizer(s: dict) -> str:
         ("vs FC head", (f"{s['fc_binary_bytes']:,} B binary / {s['fc_float32_bytes']:,} B float32 "
                        f"for {s['classes']:,} rows of {s['D']}")),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    return kv_table(rows)
