@@ -21,6 +21,11 @@ labels = np.load("examples/digits_y.npy")
 print(f"{name}: {(y.argmax(1) == labels).mean():.1%} of the 64 sample digits right")
 PY
 done
-for target in cortex-m fpga; do
-  echo "== --target $target: not in this version yet (see the README's status)"
+for name in mlp cnn; do
+  model=examples/${name}_digits.onnx
+  echo "== $model on Cortex-M (QEMU mps2-an386, Cortex-M4)"
+  $sdk convert "$model" --target cortex-m -o "out/${name}_cortexm"
+  $sdk report "out/${name}_cortexm"
+  $sdk simulate "out/${name}_cortexm" --input "examples/digits_${name}_x.npy" \
+    --output "out/${name}_cortexm_y.npy" --check
 done
