@@ -28,4 +28,10 @@ for name in mlp cnn; do
   $sdk report "out/${name}_cortexm"
   $sdk simulate "out/${name}_cortexm" --input "examples/digits_${name}_x.npy" \
     --output "out/${name}_cortexm_y.npy" --check
+  echo "== $model on FPGA (Verilog under cocotb + Icarus)"
+  $sdk convert "$model" --target fpga -o "out/${name}_fpga"
+  $sdk simulate "out/${name}_fpga" --input "examples/digits_${name}_x.npy" \
+    --output "out/${name}_fpga_y.npy" --check
 done
+echo "== FPGA resources and Fmax of the MLP (yosys synth_ice40 + nextpnr-ice40, about 1.5 min)"
+$sdk report out/mlp_fpga

@@ -5,7 +5,7 @@ A build folder holds `edge-sdk.json` (target, board, options), `ir/` (the lowere
 golden model and the output's float ops come from it), the backend's generated files and
 `report.json`. Backends live in `edge_sdk.converters.<target>.backend` and provide
 `convert(ir, options, folder) -> report` (writing their files into `folder`),
-`simulate(folder, meta, ir, q) -> (scores, extra)`, `report`, `format_report`, `build` and
+`simulate(folder, meta, ir, q, x) -> (scores, extra)` (q: the quantised batch, x: as given), `report`, `format_report`, `build` and
 `flash`;
 the float post-ops and the comparison with the golden model are done here, once for all targets.
 """
@@ -85,7 +85,7 @@ def simulate(folder: str | Path, x: np.ndarray, **opts) -> tuple[np.ndarray, dic
     """Run a batch on the target's simulator; returns the model output (as `run`) and facts."""
     meta, ir = open_build(folder)
     q = golden.quantise_input(ir.layers[0], x)
-    scores, extra = backend(meta["target"]).simulate(Path(folder), meta, ir, q, **opts)
+    scores, extra = backend(meta["target"]).simulate(Path(folder), meta, ir, q, x, **opts)
     layer = scores_layer(ir)
     shape = ir.infos()[layer.inputs[0]].shape
     scores = np.asarray(scores).reshape((len(x),) + tuple(shape))

@@ -101,6 +101,14 @@ def test_output_folder_not_replaced_on_failure(tmp_path):
     assert (out / "keep.txt").read_text() == "user data"
 
 
-def test_unavailable_target_is_a_clean_error(tmp_path, model_path):
-    proc = run_cli("convert", model_path, "--target", "fpga", "-o", tmp_path / "o")
-    assert_clean_failure(proc, "not available", tmp_path, [tmp_path / "o"])
+def test_unknown_board_is_a_clean_error(tmp_path, model_path):
+    proc = run_cli("convert", model_path, "--target", "cortex-m", "--board", "pdp-11",
+                   "-o", tmp_path / "o")
+    assert_clean_failure(proc, "pdp-11", tmp_path, [tmp_path / "o"])
+
+
+def test_simulate_needs_a_build_folder(tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 64), np.float32))
+    proc = run_cli("simulate", tmp_path, "--input", x, "--output", tmp_path / "y.npy")
+    assert_clean_failure(proc, "not a build folder", tmp_path, [tmp_path / "y.npy"])

@@ -87,8 +87,9 @@ def _measure(folder: Path, ir: Graph, info: codegen.ModelInfo, board: boards.Boa
     return report
 
 
-def simulate(folder: Path, meta: dict, ir: Graph, q: np.ndarray, board: str | None = None,
-             count: bool = True) -> tuple[np.ndarray, dict]:
+def simulate(folder: Path, meta: dict, ir: Graph, q: np.ndarray, x: np.ndarray,
+             board: str | None = None, count: bool = True) -> tuple[np.ndarray, dict]:
+    del x  # the firmware takes the quantised integers
     b = _board(meta, board)
     elf = _elf(folder, b)
     if not elf.exists():

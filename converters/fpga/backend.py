@@ -1,0 +1,112 @@
+"""The FPGA target as the CLI sees it: convert, simulate, report, build, flash.
+
+`convert` writes the top-level Verilog (`edge_net.v`, one deterministic file) and its manifest
+(`edge_net.json`: schedule, folding, stream formats). `simulate` streams every input through the
+Verilog under cocotb + Icarus and measures cycles per inference and the initiation interval.
+`report` runs yosys `synth_ice40` and nextpnr-ice40 (the pinned yowasp tools) for the UP5K and
+the HX8K once and keeps the figures in `report.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.errors import EdgeError
+from edge_sdk.ir.graph import Graph
+from edge_sdk.reports.table import kv_table
+
+from .board import build_bitstream
+from .generate import MANIFEST, VERILOG, generate
+from .simulate import simulate as run_cocotb
+from .synth import synth_report
+
+DEVICES = ("up5k", "hx8k")
+DEFAULT_BOARD = "icebreaker"
+
+
+def convert(ir: Graph, options: dict, folder: Path) -> dict:
+    files, sched = generate(ir, options.get("pe"), options.get("simd"))
+    for name, text in sorted(files.items()):
+        (folder / name).write_text(text)
+    return {"target": "fpga", "board": options.get("board", DEFAULT_BOARD),
+            "schedule": {"cycles_per_inference": sched.cycles_per_inference,
+                         "initiation_interval": sched.initiation_interval},
+            "folding": json.loads(files[MANIFEST]).get("folding")}
+
+
+def simulate(folder: Path, meta: dict, ir: Graph, q: np.ndarray, x: np.ndarray,
+             board: str | None = None) -> tuple[np.ndarray, dict]:
+    del q, board  # the simulator quantises x itself; one design whatever the board
+    scores, cycles, ii = run_cocotb(folder, ir, x)
+    sched = json.loads((folder / MANIFEST).read_text())["schedule"]
+    extra = {
+        "simulator": "cocotb + Icarus Verilog",
+        "samples": len(x),
+        "cycles_per_inference": f"{cycles} measured, {sched['cycles_per_inference']} scheduled",
+        "initiation_interval": f"{ii} measured, {sched['initiation_interval']} scheduled",
+    }
+    return scores, extra
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {name: (folder / name).read_text() for name in (VERILOG, MANIFEST)}
+
+
+def report(folder: Path, meta: dict) -> dict:
+    path = folder / "report.json"
+    rep = json.loads(path.read_text()) if path.is_file() else {}
+    if "devices" not in rep:
+        files = _files(folder)
+        rep["devices"] = {d: synth_report(files, d, pnr=True, seeds=(1,)) for d in DEVICES}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(rep, indent=1, sort_keys=True, default=str) + "\n")
+        tmp.replace(path)
+    return rep
+
+
+def format_report(r: dict) -> str:
+    s = r["schedule"]
+    rows = [("schedule", (f"{s['cycles_per_inference']} cycles per inference, initiation "
+                         f"interval {s['initiation_interval']} cycles"))]
+    for dev, d in sorted(r.get("devices", {}).items()):
+        fmax = d.get("fmax_mhz")
+        speed = (f"Fmax {fmax:.1f} MHz, {fmax * 1e6 / s['initiation_interval']:,.0f} "
+                 "inferences/s" if fmax else "did not place")
+        rows.append((dev, (f"{d.get('lut4')} LUT4, {d.get('ff')} FF, {d.get('carry')} CARRY, "
+                          f"{d.get('bram')} BRAM; {speed}")))
+    tools = next(iter(r.get("devices", {}).values()), {}).get("toolchain")
+    if tools:
+        rows.append(("toolchain", str(tools)))
+    return kv_table(rows)
+
+
+def build(folder: Path, meta: dict, board: str | None) -> str:
+    b = board or meta.get("options", {}).get("board") or DEFAULT_BOARD
+    out = build_bitstream(_files(folder), b, build_dir=folder / "build" / b)
+    return f"built bitstream {out} for {b}"
+
+
+def flash(folder: Path, meta: dict, board: str | None) -> str:
+    b = board or meta.get("options", {}).get("board") or DEFAULT_BOARD
+    bitstream = folder / "build" / b / "edge_board.bin"
+    tool = shutil.which("openFPGALoader") or shutil.which("iceprog")
+    if tool is None:
+        raise EdgeError("no FPGA programmer found (openFPGALoader or iceprog); install one and "
+                        f"attach the {b}")
+    if not bitstream.exists():
+        raise EdgeError(f"{folder}: no bitstream for {b}; run `edge-sdk build {folder}` first")
+    probe = [tool, "--detect"] if tool.endswith("openFPGALoader") else [tool, "-t"]
+    if subprocess.run(probe, capture_output=True, check=False, timeout=30).returncode != 0:
+        raise EdgeError(f"no FPGA board attached ({Path(tool).name} found none); connect the "
+                        f"{b} over USB and retry")
+    args = [tool, "-b", "ice40_generic", str(bitstream)] if tool.endswith("openFPGALoader") \
+        else [tool, str(bitstream)]
+    proc = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
+    if proc.returncode != 0:
+        raise EdgeError(f"programming {b} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    return f"flashed {bitstream} to {b}"

@@ -1,0 +1,82 @@
+"""The theoretical schedule: cycles per stage, latency per inference, initiation interval.
+
+Stages overlap through their ping-pong frame buffers, so in steady state a new inference enters
+every II = max over stages of max(compute cycles, frame write cycles) cycles. One inference's
+latency is the input write, then per stage: its compute cycles (it starts once its whole input
+frame is in) plus its pipeline depth plus the queue/handshake hops to the next buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ...hw.specs import EngineSpec, PoolSpec, ThresholdSpec
+
+HOP = 3  # cycles from a result's queue write to the next frame buffer reporting it full
+OUT_HOP = 2  # ... to the top-level output stream
+
+
+@dataclass
+class StageTiming:
+    name: str
+    layers: str
+    kind: str
+    pe: int | None
+    simd: int | None
+    compute_cycles: int
+    write_cycles: int
+    depth: int
+    macs: int
+    bits: str  # "ixb" multi-bit x binary/ternary, "bxb" binary x binary, ...
+
+
+@dataclass
+class Schedule:
+    """Cycles of one inference (`cycles_per_inference`, first input beat to last output beat)
+    and the steady-state initiation interval, both in clock cycles."""
+
+    cycles_per_inference: int
+    initiation_interval: int
+    stages: list[StageTiming] = field(default_factory=list)
+    input_beats: int = 0
+    output_beats: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Schedule:
+        stages = [StageTiming(**s) for s in data.get("stages", [])]
+        return cls(data["cycles_per_inference"], data["initiation_interval"], stages,
+                   data.get("input_beats", 0), data.get("output_beats", 0))
+
+
+def stage_timing(name: str, layers: str, spec, component) -> StageTiming:
+    if isinstance(spec, EngineSpec):
+        w = "t" if spec.ternary_weights else "b"
+        a = {"int": "i", "bipolar": "b", "ternary": "t"}[spec.frame.values.kind]
+        return StageTiming(name, layers, "conv" if spec.out_hw != (1, 1) or spec.window.padded
+                           else "dense", spec.pe, spec.simd, spec.compute_cycles,
+                           spec.frame.write_cycles, component.latency, spec.macs, f"{a}x{w}")
+    if isinstance(spec, PoolSpec):
+        return StageTiming(name, layers, "maxpool", None, spec.frame.lanes, spec.compute_cycles,
+                           spec.frame.write_cycles, component.latency, 0, "")
+    if isinstance(spec, ThresholdSpec):
+        return StageTiming(name, layers, "threshold", None, spec.lanes, spec.compute_cycles,
+                           spec.compute_cycles, component.latency, 0, "")
+    raise TypeError(type(spec).__name__)
+
+
+def schedule(timings: list[StageTiming], input_beats: int, output_beats: int) -> Schedule:
+    ii = max(max(t.compute_cycles, t.write_cycles) for t in timings)
+    ready = timings[0].write_cycles  # first stage's frame complete
+    for k, t in enumerate(timings):
+        done = ready + t.compute_cycles + t.depth
+        if k + 1 < len(timings):
+            nxt = timings[k + 1]
+            # the next frame completes with the last result, or when its writer has kept up
+            ready = max(done + HOP, ready + t.depth + HOP + nxt.write_cycles)
+        else:
+            ready = done + OUT_HOP
+    return Schedule(cycles_per_inference=ready, initiation_interval=ii, stages=timings,
+                    input_beats=input_beats, output_beats=output_beats)

@@ -1,0 +1,246 @@
+"""Plain descriptions of hardware stages: what the planner decides, what the blocks build.
+
+These know nothing of ONNX or the IR; `converters/fpga/plan.py` fills them from a graph.
+Activations travel as "value codes" of a fixed width per kind (see `value_bits`):
+bipolar = 1 bit (1 = +1), ternary = 2 bits (bit 0 "is zero", bit 1 "is +1": -1/0/+1 -> 0/1/2,
+so unsigned order is value order), int = two's complement of the range's width.
+Frames are stored pixel-major (H, W, C): a pixel's channels occupy `words` memory words of
+`lanes` values each, the last one padded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .adder_tree import shape_for
+from .threshold import ThresholdConsts
+
+
+def value_bits(kind: str, lo: int = -1, hi: int = 1) -> int:
+    """Bits of one value code of this kind."""
+    if kind == "bipolar":
+        return 1
+    if kind == "ternary":
+        return 2
+    if kind == "int":
+        return shape_for(lo, hi).width
+    raise ValueError(f"unknown value kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Values:
+    """Kind and range of the values on one edge."""
+
+    kind: str
+    lo: int = -1
+    hi: int = 1
+
+    @property
+    def bits(self) -> int:
+        return value_bits(self.kind, self.lo, self.hi)
+
+    @property
+    def signed(self) -> bool:
+        return self.kind == "int" and self.lo < 0
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """An input frame buffer: geometry, storage word, and how the producer's beats arrive."""
+
+    height: int
+    width: int
+    channels: int
+    lanes: int  # values per memory word (the consumer's SIMD)
+    values: Values
+    producer_lanes: int  # values per incoming stream beat
+    producer_beats: int  # incoming beats per pixel
+    block_ram: bool | None = None  # force block RAM (True) or registers (False); None: yosys
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of both banks as laid out (depth rounded up to a power of two per bank)."""
+        depth = 1 << max(0, (self.pixels * self.words - 1).bit_length())
+        return 2 * depth * self.lanes * self.values.bits
+
+    @property
+    def pixels(self) -> int:
+        return self.height * self.width
+
+    @property
+    def words(self) -> int:
+        """Memory words per pixel."""
+        return math.ceil(self.channels / self.lanes)
+
+    @property
+    def granule(self) -> int:
+        """Values written per cycle: gcd(producer beat, word)."""
+        return math.gcd(self.producer_lanes, self.lanes)
+
+    @property
+    def write_cycles(self) -> int:
+        """Cycles to take in one frame at full input rate."""
+        return self.pixels * self.producer_beats * (self.producer_lanes // self.granule)
+
+
+def ebr_count(width: int, depth: int) -> int:
+    """iCE40 4-kbit block RAMs for a width x depth memory (best of the 4 aspect ratios)."""
+    return min(-(-width // w) * -(-depth // d) for w, d in ((16, 256), (8, 512), (4, 1024),
+                                                           (2, 2048)))
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """A sliding window over a frame (a dense layer is one window covering the frame)."""
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    dilations: tuple[int, int] = (1, 1)
+    out_hw: tuple[int, int] = (1, 1)
+
+    @property
+    def taps(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    @property
+    def padded(self) -> bool:
+        return any(self.pads)
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """A folded dense/conv layer: PE output channels in parallel, `frame.lanes` inputs per cycle.
+
+    weights: int8 [out_channels, taps, channels] in hardware order (tap = i * KW + j), values
+    {-1, 0, +1}. threshold: per-channel constants or None (then the output is the accumulator).
+    """
+
+    frame: FrameSpec
+    window: WindowSpec
+    pe: int
+    weights: np.ndarray
+    acc_lo: int
+    acc_hi: int
+    threshold: ThresholdConsts | None = None
+    ternary_out: bool = False
+    external_weights: bool = False
+
+    @property
+    def out_channels(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def simd(self) -> int:
+        return self.frame.lanes
+
+    @property
+    def folds(self) -> int:
+        """Neuron folds NF = ceil(O / PE)."""
+        return math.ceil(self.out_channels / self.pe)
+
+    @property
+    def ternary_weights(self) -> bool:
+        return bool((self.weights == 0).any())
+
+    @property
+    def out_values(self) -> Values:
+        if self.threshold is None:
+            return Values("int", self.acc_lo, self.acc_hi)
+        return Values("ternary" if self.ternary_out else "bipolar")
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return self.window.out_hw
+
+    @property
+    def out_lanes(self) -> int:
+        return self.pe
+
+    @property
+    def out_beats(self) -> int:
+        return self.folds
+
+    @property
+    def compute_cycles(self) -> int:
+        """Issue cycles per frame: output pixels * NF * taps * words per pixel."""
+        oh, ow = self.out_hw
+        return oh * ow * self.folds * self.window.taps * self.frame.words
+
+    @property
+    def macs(self) -> int:
+        oh, ow = self.out_hw
+        return oh * ow * self.out_channels * self.window.taps * self.frame.channels
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Max-pool over a frame, one memory word (`frame.lanes` channels) per output beat."""
+
+    frame: FrameSpec
+    window: WindowSpec
+    select_min: np.ndarray | None = None  # bool [channels]: pool with min instead
+
+    @property
+    def out_values(self) -> Values:
+        return self.frame.values
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        return self.window.out_hw
+
+    @property
+    def out_lanes(self) -> int:
+        return self.frame.lanes
+
+    @property
+    def out_beats(self) -> int:
+        return self.frame.words
+
+    @property
+    def out_channels(self) -> int:
+        return self.frame.channels
+
+    @property
+    def compute_cycles(self) -> int:
+        oh, ow = self.out_hw
+        return oh * ow * self.frame.words * self.window.taps
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """A stand-alone threshold on a stream of integer beats (after a max-pool on integers)."""
+
+    lanes: int
+    beats: int  # beats per pixel
+    pixels: int
+    channels: int
+    in_values: Values
+    consts: ThresholdConsts
+    ternary_out: bool = False
+
+    @property
+    def out_values(self) -> Values:
+        return Values("ternary" if self.ternary_out else "bipolar")
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_beats(self) -> int:
+        return self.beats
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    @property
+    def compute_cycles(self) -> int:
+        return self.pixels * self.beats
+
+
+StageSpec = EngineSpec | PoolSpec | ThresholdSpec
