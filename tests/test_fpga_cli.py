@@ -58,3 +58,12 @@ def test_flash_without_a_board_says_so(tmp_path):
     assert proc.returncode == 2
     assert "programmer" in proc.stderr or "no bitstream" in proc.stderr or \
         "attached" in proc.stderr, proc.stderr
+
+
+def test_model_too_big_for_the_device_is_refused(tmp_path):
+    path = tmp_path / "big.onnx"
+    onnx.save(zoo.mlp(0, sizes=(64, 512, 512, 10)), path)  # ~300 kbit of weights
+    out = tmp_path / "o"
+    proc = run_cli("convert", path, "--target", "fpga", "-o", out)
+    assert proc.returncode == 2, proc.stderr
+    assert "kbit" in proc.stderr and "UP5K" in proc.stderr and not out.exists()

@@ -17,19 +17,40 @@ from pathlib import Path
 import numpy as np
 
 from edge_sdk.errors import EdgeError
+from edge_sdk.ir import layers as L
 from edge_sdk.ir.graph import Graph
 from edge_sdk.reports.table import kv_table
 
 from .board import build_bitstream
 from .generate import MANIFEST, VERILOG, generate
 from .simulate import simulate as run_cocotb
+from .synth import DEVICES as SYNTH_DEVICES
 from .synth import synth_report
 
 DEVICES = ("up5k", "hx8k")
 DEFAULT_BOARD = "icebreaker"
+BOARD_DEVICE = {"icebreaker": "up5k"}
+BRAM_BITS = 4096  # one iCE40 EBR
+
+
+def _check_fit(ir: Graph, board: str) -> None:
+    """Refuse, with the numbers, weights that cannot live in the board's block RAM."""
+    if board not in BOARD_DEVICE:
+        raise EdgeError(f"fpga: unknown board {board!r} (known: {', '.join(BOARD_DEVICE)})")
+    device = BOARD_DEVICE[board]
+    brams = SYNTH_DEVICES[device][2]
+    bits = sum(layer.weights.rows * layer.weights.k * (2 if layer.weights.ternary else 1)
+               for layer in ir.layers if isinstance(layer, (L.Dense, L.Conv2d)))
+    if bits > brams * BRAM_BITS:
+        raise EdgeError(
+            f"fpga: the weights need {bits / 1024:.1f} kbit of ROM, the {board}'s "
+            f"{device.upper()} has {brams} block RAMs of 4 kbit ({brams * BRAM_BITS / 1024:.0f} "
+            "kbit); the model does not fit this device"
+        )
 
 
 def convert(ir: Graph, options: dict, folder: Path) -> dict:
+    _check_fit(ir, options.get("board", DEFAULT_BOARD))
     files, sched = generate(ir, options.get("pe"), options.get("simd"))
     for name, text in sorted(files.items()):
         (folder / name).write_text(text)
