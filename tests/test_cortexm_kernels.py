@@ -102,6 +102,28 @@ for rows, k, am, wm in [(3, 1, False, False), (5, 150, False, False), (4, 256, F
     dense_case(rows, k, am, wm)
 
 
+def dense_extreme_case(k: int) -> None:
+    """Rows that disagree with `a` everywhere (every XOR word all ones: the largest count the
+    carry-save levels and the shared SWAR nibble/byte groups must hold), agree everywhere,
+    disagree but for one position, and random; K from straight-line chunks plus tails."""
+    words = bitpack.n_words(k)
+
+    @case(f"dense-extreme-{k}", lambda n: binary_dense(n, 4, words, k, False, False))
+    def check(fn, rng):
+        a = pm(rng, (k,), False)
+        w = np.stack([-a, a, -a, pm(rng, (k,), False)])
+        w[2, k // 2] = a[k // 2]
+        y = np.zeros(4, np.int32)
+        fn(ptr(packed(a, False)), ptr(packed(w, False)), ptr(y))
+        np.testing.assert_array_equal(y, w.astype(np.int64) @ a)
+        assert y[0] == -k and y[1] == k
+
+
+# one word, one chunk less a word, exactly one chunk, a chunk + 1 ragged word, 2 chunks + 6
+for _k in (32, 31 * 32, 1024, 1024 + 17, 2 * 1024 + 6 * 32):
+    dense_extreme_case(_k)
+
+
 def int_dense_case(rows: int, k: int, dtype: str, w_mask: bool) -> None:
     @case(f"int-dense-{rows}x{k}-{dtype}-w{int(w_mask)}",
           lambda n: int_dense(n, rows, k, dtype, w_mask))
@@ -407,12 +429,16 @@ def test_swar_popcount_is_default():
 
 
 def test_harley_seal_structure():
-    """K = 1024: 4 blocks of 8 words per row, one popcount per block, no tail words."""
+    """K = 1024: each row is one straight-line 32-word carry-save chunk (no block loop, no
+    per-word popcount, no tail), its level words counted in 3 shared SWAR groups."""
     text = to_c(binary_dense("hs", 1024, 32, 1024, False, False))
-    assert "for (int32_t blk = 0; blk < 4; ++blk)" in text
-    # popcounts: 1 per block inside the loop + fours/twos/ones after it, no tail loop
-    assert text.count("uint32_t pc_a") == 4
-    assert "for (int32_t j = 32;" not in text
+    assert "blk" not in text and "for (int32_t j" not in text
+    assert "pc_a" not in text  # no per-word popcount: the SWAR steps are shared
+    assert text.count(str(0x01010101)) == 3  # one horizontal byte sum per group
+    assert "a[31]" in text and "a[32]" not in text  # every word at a constant offset
+    # longer rows loop over 32-word chunks and finish with one straight-line tail
+    text = to_c(binary_dense("hs2", 4, 70, 2240, False, False))
+    assert "for (int32_t c = 0; c < 2; ++c)" in text and "a[69]" in text
 
 
 # ---------------------------------------------------------------------------- planning pieces

@@ -32,7 +32,8 @@ Layouts (bit conventions from `edge_sdk.bitpack`: bit 1 = +1, LSB first, pad bit
 - Thresholds: int32 table thr = s * tau (s = -1 for flipped channels), then s if any channel
   flips, then the packed `zero` flags if any channel ties (kernels_threshold.py).
 
-Kernels: binary dense (Harley-Seal carry-save popcount over 8-word blocks) and its masked
+Kernels: binary dense (carry-save adders over straight-line 32-word chunks, one shared SWAR
+count of the leftover level words per row; always SWAR, whatever `popcount` says) and its masked
 (ternary weights and/or activations) variant, binary/ternary conv2d (receptive field
 gathered once per pixel; stride, dilation, pads whose taps contribute 0), multi-bit-input
 dense and conv (add/and selection from weight bits); each of these with int32 output or a

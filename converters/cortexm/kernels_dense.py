@@ -10,8 +10,11 @@ Operands (see the package docstring for the layouts):
 Pad bits are 0 in every operand, so they XOR (and AND) to 0 and never count.
 
 Speed (DESIGN.md, "Cortex-M backend"): the binary x binary kernel, the one large models spend
-their time in, sums popcounts with Harley-Seal carry-save adders (popsum.py): ~0.36
-instructions per binary MAC on a Cortex-M4 at 1024 x 1024.
+their time in, counts each row in straight-line chunks of 32 words (popsum.xor_popcount_expr):
+a greedy carry-save counter, then one shared SWAR count of the remaining level words. ~0.32
+instructions per binary MAC on a Cortex-M4 at 1024 x 1024 (0.36 with the 8-word Harley-Seal
+block loop the conv kernels use). Several rows per pass sharing the activation words measured
+slower: gcc keeps the activations in stack slots either way and spills the extra CSA state.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from tvm.script import tirx as T
 
 from .kernel_io import outputs, params, wrap
 from .kernels_threshold import Epilogue
-from .popsum import xor_popsum
+from .popsum import DENSE_CHUNK, xor_popcount_expr
 from .tir_to_c import Kernel
 
 
@@ -30,13 +33,17 @@ def binary_dense(
 ) -> Kernel:
     """y[o] = sum_k a[k] * w[o, k] for ±1 / {-1, 0, +1} operands; `k` = real (unpadded) K.
 
-    Binary x binary: k - 2 * popcount(a ^ w) through the Harley-Seal popsum. With a mask m
+    Binary x binary: k - 2 * popcount(a ^ w), counted per chunk of DENSE_CHUNK words by one
+    straight-line carry-save expression (the popcount mode does not apply: its final count is
+    SWAR shared between level words, cheaper than one popcount per word). With a mask m
     (ternary weights and/or activations): popcount(m) - 2 * popcount(m & (a ^ w)).
     """
     out = outputs(rows, 1, ep)
     fused, init, put, store, local = out.fused, out.init, out.put, out.store, out.local
     masked = a_mask or w_mask
-    popsum = xor_popsum(words, masked=False)
+    chunks = words // DENSE_CHUNK
+    tail0 = chunks * DENSE_CHUNK
+    tail = words - tail0
     w_plane = rows * words
 
     @T.macro
@@ -64,7 +71,14 @@ def binary_dense(
             else:
                 count = T.alloc_buffer((1,), "int32")
                 count[0] = 0
-                popsum(count, A, 0, W, o * words, A, 0)
+                if chunks == 1:
+                    count[0] = xor_popcount_expr(A, 0, W, o * words, DENSE_CHUNK)
+                else:
+                    for c in range(chunks):
+                        count[0] = count[0] + xor_popcount_expr(
+                            A, c * DENSE_CHUNK, W, o * words + c * DENSE_CHUNK, DENSE_CHUNK)
+                if tail > 0:
+                    count[0] = count[0] + xor_popcount_expr(A, tail0, W, o * words + tail0, tail)
                 acc[0] = k - 2 * count[0]
             if fused:
                 put(bits, Tb, o, acc[0])

@@ -1,6 +1,6 @@
-"""TIR macro: count += sum over `words` of popcount((a ^ w) [& m]), the XNOR-popcount core.
+"""The XNOR-popcount core: sum over `words` of popcount((a ^ w) [& m]).
 
-Shared by the dense and conv kernels. Blocks of 8 words go through Harley-Seal carry-save
+`xor_popsum` (TIR macro, the conv kernels): blocks of 8 words go through Harley-Seal carry-save
 adders (DESIGN.md, "Cortex-M backend"): 7 CSAs (5 bitwise ops each) fold 8 words into
 ones/twos/fours/eights, and only `eights` is popcounted per block; ones/twos/fours are
 popcounted once at the end. Leftover words (fewer than 8) take one popcount each. On a
@@ -8,6 +8,9 @@ Cortex-M4 this is ~0.36 instructions per binary MAC at K = 1024 against ~0.54 fo
 popcount per word.
 
 The optional mask operand `m` (ANDed into every word) zeroes padded conv taps.
+
+`xor_popcount_expr` (binary x binary dense): one straight-line expression per chunk of up to
+32 words, ~0.32 instructions per binary MAC at K = 1024 (see its docstring).
 """
 
 from __future__ import annotations
@@ -92,3 +95,84 @@ def xor_popsum(words: int, masked: bool):
                 count[0] = count[0] + T.Cast("int32", T.popcount(A[a0 + j] ^ W[w0 + j]))
 
     return popsum
+
+
+# ---------------------------------------------------------------------------- dense rows
+# Words per straight-line chunk of `xor_popcount_expr` (binary dense): every word of a chunk
+# is loaded at a constant offset and the carry-save tree is fully unrolled, so no per-block
+# loop state, branch or index arithmetic survives; longer rows loop over chunks.
+DENSE_CHUNK = 32
+
+
+def xor_popcount_expr(A, a0, W, w0, n: int):
+    """int32 PrimExpr: sum over j < n of popcount(A[a0 + j] ^ W[w0 + j]), one straight line.
+
+    Built in Python (not TVMScript) as nested Let bindings, which the C generator prints as
+    one local per step. The words go through a greedy carry-save counter: each weight level
+    keeps its running sum word and folds every two new words in with one CSA (5 bitwise ops),
+    sending the carry one level up, so the n words cost about n - log2(n) CSAs; only the
+    remaining ~log2(n) level words (weights 1, 2, 4, ...) are popcounted, once per chunk.
+    """
+    from tvm import tirx
+
+    binds = []
+
+    def bind(value):
+        var = tirx.Var(f"hs{len(binds)}", "uint32")
+        binds.append((var, value))
+        return var
+
+    levels: list[list] = []
+
+    def add(level: int, x) -> None:
+        while len(levels) <= level:
+            levels.append([])
+        words = levels[level]
+        words.append(x)
+        if len(words) == 3:
+            s, b, c = words
+            u = bind(s ^ b)
+            high = bind((s & b) | (u & c))
+            levels[level] = [bind(u ^ c)]
+            add(level + 1, high)
+
+    for j in range(n):
+        add(0, bind(A[a0 + j] ^ W[w0 + j]))
+    total = _weighted_popcount(bind, [(x, level) for level, ws in enumerate(levels) for x in ws])
+    for var, value in reversed(binds):
+        total = tirx.Let(var, value, total)
+    return total
+
+
+def _weighted_popcount(bind, terms):
+    """int32 sum of popcount(x) << level over `terms` [(x, level)], sharing SWAR steps.
+
+    Each word is reduced to 4-bit counts (<= 4); words of nearby levels are added there as
+    long as a nibble stays <= 15, and each such group pays the byte step and the horizontal
+    (multiply) sum once, instead of every word paying a whole popcount.
+    """
+    from tvm import tirx
+
+    def u32(v):
+        return tirx.const(v, "uint32")
+
+    def nibbles(x):
+        b = bind(x - ((x >> u32(1)) & u32(0x55555555)))
+        return bind((b & u32(0x33333333)) + ((b >> u32(2)) & u32(0x33333333)))
+
+    groups = []  # [base level, nibble max, expr]
+    for x, level in sorted(terms, key=lambda t: t[1]):
+        g = groups[-1] if groups else None
+        if g is not None and g[1] + (4 << (level - g[0])) <= 15:
+            g[1] += 4 << (level - g[0])
+            g[2] = g[2] + (nibbles(x) << u32(level - g[0])) if level > g[0] else g[2] + nibbles(x)
+        else:
+            groups.append([level, 4, nibbles(x)])
+    total = tirx.const(0, "int32")
+    for base, _, expr in groups:
+        g = bind(expr)
+        # nibbles may exceed 7 here, so mask before adding (bytes <= 30, their sum <= 120)
+        bytes_ = bind((g & u32(0x0F0F0F0F)) + ((g >> u32(4)) & u32(0x0F0F0F0F)))
+        term = tirx.Cast("int32", (bytes_ * u32(0x01010101)) >> u32(24))
+        total = total + (term * (1 << base) if base else term)
+    return total
