@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import EdgeError
+from ..ir import layers as L
 from ..ir.graph import Graph
 from .commute_pool import CommutePool
 from .fold_scores import FoldScores
@@ -16,16 +18,8 @@ def lower(graph: Graph) -> Graph:
     for cls in LOWERING:
         graph, _ = cls().apply(graph)
     graph.infos()  # re-check shapes after the rewrites
-    if not graph.lowered:
-        leftover = [layer.name for layer in graph.layers if not _is_target(layer)]
-        from ..errors import EdgeError
-
+    leftover = [layer.name for layer in graph.layers if isinstance(layer, L.SOURCE_ONLY)]
+    if leftover:
         raise EdgeError(f"cannot lower layers {', '.join(leftover)}: float ops that are neither "
                         "followed by a sign nor at the output")
     return graph
-
-
-def _is_target(layer) -> bool:
-    from ..ir import layers as L
-
-    return not isinstance(layer, L.SOURCE_ONLY)
