@@ -182,3 +182,15 @@ def test_int_maxpool_then_threshold_cocotb():
     files, sched = generate(graph)
     assert [s.kind for s in sched.stages] == ["conv", "maxpool", "threshold", "dense"]
     _check(graph, inputs((2, 6, 6), 2, 6, hi=3), files)
+
+
+@needs_icarus
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(40))
+def test_random_models_cocotb_many_inputs(seed):
+    """The foundation's random test models, as Verilog under Icarus, 32 inputs each."""
+    model, shape, (lo, hi) = zoo.random_model(seed)
+    graph = load_model(model, (lo, hi))
+    x = inputs(shape, 32, seed, hi)
+    files, _ = generate(graph)
+    _check(graph, x, files)
