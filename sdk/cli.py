@@ -121,27 +121,34 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def save_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
+    """.npz: every output by name; otherwise .npy of the first. Never a partial file."""
+    from .model import write_file
+
+    everything = path.lower().endswith(".npz")
+    first = next(iter(outputs.values()))
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            if everything:
+                np.savez(fh, **outputs)
+            else:
+                np.save(fh, first, allow_pickle=False)
+
+    write_file(path, write)
+    shown = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in outputs.items()) \
+        if everything else f"{list(first.shape)} {first.dtype}"
+    print(f"wrote {path}: {shown}", file=sys.stderr)
+
+
 def cmd_run(args) -> int:
     from . import load
-    from .model import write_file
 
     m = load(args.model, input_range=args.input_range)
     x = load_npy(args.input)
     outputs = m.run_outputs(x)
     y = next(iter(outputs.values()))
-    all_outputs = args.output.lower().endswith(".npz")
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            if all_outputs:
-                np.savez(fh, **outputs)
-            else:
-                np.save(fh, y, allow_pickle=False)
-
-    write_file(args.output, write)
-    shown = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in outputs.items()) \
-        if all_outputs else f"{list(y.shape)} {y.dtype}"
-    print(f"wrote {args.output}: {shown}", file=sys.stderr)
+    save_outputs(args.output, outputs)
     if args.check:
         if m.ir is None:
             raise EdgeError(f"{m.path}: --check needs onnxruntime to run the whole model; it "
@@ -180,17 +187,11 @@ def cmd_convert(args) -> int:
 
 def cmd_simulate(args) -> int:
     from . import golden, targets
-    from .model import write_file
 
     x = load_npy(args.input)
     opts = {"board": args.board} if args.board else {}
     y, extra = targets.simulate(args.folder, x, **opts)
-
-    def write(tmp):
-        with open(tmp, "wb") as fh:
-            np.save(fh, y, allow_pickle=False)
-
-    write_file(args.output, write)
+    save_outputs(args.output, {"output": y})
     for key, value in sorted(extra.items()):
         print(f"{key}: {value}")
     if args.check:
