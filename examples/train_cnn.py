@@ -15,10 +15,11 @@ Run: ``python examples/train_cnn.py``
 
 from __future__ import annotations
 
-from binary_layers import BinaryActivation, BinaryConv2d, BinaryLinear
 from digits_data import as_images
 from torch import nn
 from train_common import TrainConfig, run
+
+from edge_sdk.train import BinaryActivation, BinaryConv2d, BinaryLinear
 
 
 def build_cnn() -> nn.Sequential:
@@ -26,10 +27,10 @@ def build_cnn() -> nn.Sequential:
     return nn.Sequential(
         BinaryConv2d(1, 16, 3, padding=1),
         nn.BatchNorm2d(16),
-        BinaryActivation(use_where=True),
+        BinaryActivation(zero_to_plus=True),
         BinaryConv2d(16, 32, 3, padding=1),
         nn.BatchNorm2d(32),
-        BinaryActivation(use_where=True),
+        BinaryActivation(zero_to_plus=True),
         nn.MaxPool2d(2),
         nn.Flatten(),
         BinaryLinear(32 * 4 * 4, 10),

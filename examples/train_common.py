@@ -19,6 +19,8 @@ import torch
 from digits_data import SEED, DigitsSplit, load_split, save_sample
 from torch import nn
 
+from edge_sdk.train import export_onnx as edge_export
+
 EXAMPLES_DIR = Path(__file__).resolve().parent
 
 
@@ -58,12 +60,14 @@ def train(
     x_train: torch.Tensor,
     y_train: torch.Tensor,
     cfg: TrainConfig,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> float:
     """Train ``model`` with Adam + cosine decay; return wall time in seconds.
 
     Adam at ~1e-2 is the usual choice for binary nets: the latent weights only
     matter through their sign, so a large step size is needed to flip signs,
-    and the decay lets the net settle at the end.
+    and the decay lets the net settle at the end. ``on_epoch(epoch)`` runs before each
+    epoch (e.g. ReSTE raises its exponent on a schedule).
     """
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -72,6 +76,8 @@ def train(
     n = x_train.shape[0]
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
+        if on_epoch is not None:
+            on_epoch(epoch)
         model.train()
         perm = torch.randperm(n, generator=gen)
         total = 0.0
@@ -98,36 +104,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> bool:
-    """Export with the default (dynamo) exporter; return True if batch is dynamic.
+    """Natural (unfrozen) dynamo export, as the shipped MLP/CNN were; True if batch is dynamic.
 
-    A dynamic batch dimension is attempted first so the SDK can feed any number
-    of images; if the exporter rejects it we fall back to a fixed batch of 1.
+    `freeze=False` keeps what torch writes by itself: constant-folded `Sign(W)` for small layers
+    and a `Sign(latent W)` subgraph for the MLP's 128x128 layer (see README.md).
     """
-    model.eval()
-    try:
-        torch.onnx.export(
-            model,
-            (example,),
-            path,
-            dynamo=True,
-            external_data=False,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-        )
-        return True
-    except Exception as exc:  # noqa: BLE001 - any exporter failure -> fallback
-        print(f"dynamic-batch export failed ({exc!r}); exporting batch 1")
-        torch.onnx.export(
-            model,
-            (example[:1],),
-            path,
-            dynamo=True,
-            external_data=False,
-            input_names=["input"],
-            output_names=["logits"],
-        )
-        return False
+    return edge_export(model, example, path, freeze=False)
 
 
 def onnx_logits(path: Path, x: np.ndarray, dynamic_batch: bool) -> np.ndarray:

@@ -11,9 +11,10 @@ Run: ``python examples/train_mlp.py``
 from __future__ import annotations
 
 import numpy as np
-from binary_layers import BinaryActivation, BinaryLinear
 from torch import nn
 from train_common import TrainConfig, run
+
+from edge_sdk.train import BinaryActivation, BinaryLinear
 
 
 def build_mlp() -> nn.Sequential:
@@ -21,10 +22,10 @@ def build_mlp() -> nn.Sequential:
     return nn.Sequential(
         BinaryLinear(64, 128),
         nn.BatchNorm1d(128),
-        BinaryActivation(use_where=False),
+        BinaryActivation(),
         BinaryLinear(128, 128),
         nn.BatchNorm1d(128),
-        BinaryActivation(use_where=False),
+        BinaryActivation(),
         BinaryLinear(128, 10),
         nn.BatchNorm1d(10),
     )
