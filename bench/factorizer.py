@@ -1,7 +1,7 @@
 """Benchmark the factorizer decoders: capacity on clean queries, accuracy on noisy ones, speed.
 
-    python bench/factorizer.py            # 64 queries per capacity point, M^F up to 1e7
-    python bench/factorizer.py --full     # 256 queries per point, M^F up to 1e8
+    python bench/factorizer.py            # 256 queries per capacity point, M^F up to 1e7
+    python bench/factorizer.py --full     # 1024 queries per point, M^F up to 1e8
 
 Prints tables next to FACTORIZER.md's figures, checks the maintainers' targets, writes
 bench/results/factorizer.json and, when matplotlib is importable, PNG plots.
@@ -48,6 +48,10 @@ NOISE_REF = {
 }
 
 
+CODEBOOKS_PER_POINT = 4  # iteration counts vary from one random codebook to the next
+RESONATOR_QUERIES = 64  # it runs to max_iters on every query beyond small M: cap its cost
+
+
 def run(method: str, q: np.ndarray, cb: fz.Codebooks, truth: np.ndarray) -> dict:
     """Decode once; accuracy (all factors right), mean iterations, time per query."""
     t0 = time.perf_counter()
@@ -55,47 +59,89 @@ def run(method: str, q: np.ndarray, cb: fz.Codebooks, truth: np.ndarray) -> dict
     dt = time.perf_counter() - t0
     return {
         "accuracy": float((idx == truth).all(1).mean()),
+        "explains_query": explains(idx, truth, cb),
         "mean_iters": float(it.mean()),
+        "iters": it,
         "ms_per_query": 1e3 * dt / len(q),
         "queries_per_s": len(q) / dt,
         "indices": idx,
     }
 
 
+def explains(idx: np.ndarray, truth: np.ndarray, cb: fz.Codebooks) -> float:
+    """Share of answers whose product vector equals the true one.
+
+    Random one-hot codebooks contain "twins": different index tuples with the same product
+    vector (about 3 % of products at F=2, M=3014, L=128). On a clean query no decoder can tell
+    twins apart, so strict accuracy there measures tie-breaking luck; this measure does not.
+    """
+    same = fz.product_indices(cb.indices, idx, cb.L) == fz.product_indices(cb.indices, truth, cb.L)
+    return float(same.all(1).mean())
+
+
+def pooled(parts: list[dict]) -> dict:
+    """One decoder's results over several codebooks, weighted by query count."""
+    its = np.concatenate([p["iters"] for p in parts])
+    n = np.array([len(p["iters"]) for p in parts])
+    acc = float(np.dot(n, [p["accuracy"] for p in parts]) / n.sum())
+    exp = float(np.dot(n, [p["explains_query"] for p in parts]) / n.sum())
+    ms = float(np.dot(n, [p["ms_per_query"] for p in parts]) / n.sum())
+    return {"accuracy": acc, "explains_query": exp, "mean_iters": float(its.mean()),
+            "iters_stderr": float(its.std(ddof=1) / np.sqrt(its.size)) if its.size > 1 else 0.0,
+            "queries": int(its.size), "ms_per_query": ms, "queries_per_s": 1e3 / ms}
+
+
 def capacity(full: bool, n: int) -> list[dict]:
-    """Accuracy and iterations vs M^F on clean queries, published / resonator / default."""
+    """Accuracy and iterations vs M^F on clean queries, published / resonator / default.
+
+    Each point pools CODEBOOKS_PER_POINT random codebooks with n / CODEBOOKS_PER_POINT queries
+    each: one codebook's mean iteration count is itself a noisy sample (61 to 76 over five
+    codebooks at F=2, M=3014), so a single draw cannot be compared with a reference within 15 %.
+    """
     rows = []
-    print(f"\n## Capacity, clean queries, {n} per point (ref = FACTORIZER.md)\n")
+    k = CODEBOOKS_PER_POINT
+    print(f"\n## Capacity, clean queries, {n} per point over {k} codebooks "
+          f"(resonator: {min(n, RESONATOR_QUERIES)}); ref = FACTORIZER.md\n")
     print(
-        "| D, B | F | M | M^F | max_iters | ref acc | ref iters | published acc | iters "
+        "| D, B | F | M | M^F | max_iters | ref acc | ref iters | published acc | iters ± se "
         "| resonator acc | iters | default acc | rounds | ms/query pub / res / def |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (D, B, F, M), (ref_acc, ref_it) in CAPACITY_REF.items():
         if M**F > (1.01e8 if full else 1.01e7):
             continue
-        cb = fz.random_sbc(F, M, B, D // B, seed=1000 + M)
-        q, truth = fz.make_queries(cb, n, "clean", seed=2000 + M)
-        res = {m: run(m, q, cb, truth) for m in ("published", "resonator", "default")}
+        parts: dict[str, list[dict]] = {"published": [], "resonator": [], "default": []}
+        for j in range(k):
+            cb = fz.random_sbc(F, M, B, D // B, seed=1000 + M + 7919 * j)
+            q, truth = fz.make_queries(cb, n // k, "clean", seed=2000 + M + 7919 * j)
+            for m, got in parts.items():
+                take = max(1, min(n, RESONATOR_QUERIES) // k) if m == "resonator" else n // k
+                got.append(run(m, q[:take], cb, truth[:take]))
+        res = {m: pooled(v) for m, v in parts.items()}
         row = {"D": D, "B": B, "F": F, "M": M, "products": M**F, "queries": n,
-               "max_iters": fz.default_max_iters(M, F), "ref_accuracy": ref_acc,
-               "ref_mean_iters": ref_it}
-        for m, r in res.items():
-            row[m] = {k: v for k, v in r.items() if k != "indices"}
+               "codebooks": k, "max_iters": fz.default_max_iters(M, F), "ref_accuracy": ref_acc,
+               "ref_mean_iters": ref_it, **res}
         p, s, d = res["published"], res["resonator"], res["default"]
         row["targets"] = {
             "published_acc_within_2pts": abs(p["accuracy"] - ref_acc) <= 0.02,
             "published_iters_within_15pct": abs(p["mean_iters"] - ref_it) <= 0.15 * ref_it,
-            "default_at_least_published": d["accuracy"] >= p["accuracy"],
+            "default_at_least_published": d["explains_query"] >= p["explains_query"],
         }
         rows.append(row)
         print(
             f"| {D}, {B} | {F} | {M} | {M**F:.1e} | {row['max_iters']} | {ref_acc:.3f} | "
-            f"{ref_it:g} | {p['accuracy']:.3f} | {p['mean_iters']:.1f} | {s['accuracy']:.3f} | "
-            f"{s['mean_iters']:.1f} | {d['accuracy']:.3f} | {d['mean_iters']:.2f} | "
-            f"{p['ms_per_query']:.2f} / {s['ms_per_query']:.2f} / {d['ms_per_query']:.3f} |",
+            f"{ref_it:g} | {p['accuracy']:.3f} | {p['mean_iters']:.1f} ± {p['iters_stderr']:.1f} "
+            f"| {s['accuracy']:.3f} | {s['mean_iters']:.1f} | {d['accuracy']:.3f} "
+            f"| {d['mean_iters']:.2f} "
+            f"| {p['ms_per_query']:.2f} / {s['ms_per_query']:.2f} / {d['ms_per_query']:.3f} |",
             flush=True,
         )
+    print("\nStrict accuracy counts a twin (another index tuple with the same product vector) "
+          "as wrong; the\ndefault-vs-published target compares the share of answers that "
+          "explain the query exactly:")
+    for r in rows:
+        print(f"- F={r['F']} M={r['M']}: published {r['published']['explains_query']:.3f}, "
+              f"default {r['default']['explains_query']:.3f}")
     return rows
 
 
@@ -121,7 +167,7 @@ def noise(n: int) -> list[dict]:
                    "default_equals_exhaustive": same,
                    "target_default_within_2pts_of_exhaustive": (e < 0.95) or (d >= e - 0.02)}
             for m, r in res.items():
-                row[m] = {kk: v for kk, v in r.items() if kk != "indices"}
+                row[m] = {kk: v for kk, v in r.items() if kk not in ("indices", "iters")}
             rows.append(row)
             qps = " / ".join(f"{res[m]['queries_per_s']:.0f}" for m in res)
             print(
@@ -140,8 +186,9 @@ def big_noisy_point(n: int) -> dict:
     e, d = run("exhaustive", q, cb, truth), run("default", q, cb, truth)
     speedup = e["ms_per_query"] / d["ms_per_query"]
     out = {
-        "queries": n, "exhaustive": {k: v for k, v in e.items() if k != "indices"},
-        "default": {k: v for k, v in d.items() if k != "indices"}, "speedup": speedup,
+        "queries": n, "exhaustive": {k: v for k, v in e.items() if k not in ("indices", "iters")},
+        "default": {k: v for k, v in d.items() if k not in ("indices", "iters")},
+        "speedup": speedup,
         "default_equals_exhaustive": float((e["indices"] == d["indices"]).all(1).mean()),
         "target": d["accuracy"] >= e["accuracy"] - 0.02 and speedup >= 10,
     }
@@ -201,9 +248,9 @@ def plot(report: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--full", action="store_true", help="256 queries per point, M^F up to 1e8")
+    ap.add_argument("--full", action="store_true", help="1024 queries per point, M^F up to 1e8")
     args = ap.parse_args()
-    n_cap = 256 if args.full else 64
+    n_cap = 1024 if args.full else 256
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {"full": args.full}
     report["capacity"] = capacity(args.full, n_cap)
