@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="where to write the output: .npy (the first output) or .npz (all "
                          "outputs by name)")
     sp.add_argument("--check", action="store_true",
-                    help="also run onnxruntime on the original model and fail (exit 1) unless "
-                         "the outputs agree")
+                    help="also run onnxruntime (qonnx's executor for QONNX models) on the "
+                         "original model and fail (exit 1) unless the outputs agree")
 
     sp = sub.add_parser("convert", help="convert a model for a target")
     model_arg(sp)
@@ -163,8 +163,13 @@ def _check_against_source(m, x: np.ndarray, y: np.ndarray) -> int:
 
     if m.source is None:
         raise EdgeError(f"{m.path}: --check needs the source model (.onnx), not an IR folder")
-    a = agreement(y, run_onnxruntime(m.path, x))
-    print(f"golden vs onnxruntime: {a.describe()}")
+    if m.source.source.get("format") == "qonnx":  # custom nodes: qonnx's own executor
+        from .converters.onnx.qonnx_reference import run_qonnx
+
+        a, label = agreement(y, run_qonnx(m.path, x)), "qonnx"
+    else:
+        a, label = agreement(y, run_onnxruntime(m.path, x)), "onnxruntime"
+    print(f"golden vs {label}: {a.describe()}")
     return 0 if a.ok else 1
 
 

@@ -20,6 +20,7 @@ from edge_sdk.errors import EdgeError, where
 from edge_sdk.ir import layers as L
 from edge_sdk.ir.graph import Graph, TensorInfo, infer
 
+from . import qonnx_lower
 from .loader import load
 from .normalize import normalise
 from .weights import classify
@@ -579,5 +580,13 @@ def import_onnx(path: str | Path, input_range=None) -> Graph:
 
 
 def import_model(model: onnx.ModelProto, file: str, input_range=None) -> Graph:
-    """Source-form IR of an already loaded (and vetted) model."""
-    return Frontend(normalise(model, file), file, input_range).run()
+    """Source-form IR of an already loaded (and vetted) model.
+
+    QONNX quantisers are first rewritten into the standard ops this frontend reads.
+    """
+    norm = normalise(model, file)
+    if not qonnx_lower.has_qonnx(norm):
+        return Frontend(norm, file, input_range).run()
+    graph = Frontend(normalise(qonnx_lower.lower(norm, file), file), file, input_range).run()
+    graph.source["format"] = "qonnx"
+    return graph

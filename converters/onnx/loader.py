@@ -16,6 +16,8 @@ from onnx import external_data_helper, helper
 
 from edge_sdk.errors import EdgeError
 
+from .qonnx_support import refuse_unsupported
+
 MAX_FILE_BYTES = 2 * 1024**3 - 1  # protobuf's own limit
 MAX_ELEMENTS = 1 << 28  # per tensor (1 GiB of float32); no binary net on a MCU/FPGA is near it
 MAX_DIM = 1 << 24
@@ -105,6 +107,7 @@ def load(path: str | Path) -> onnx.ModelProto:
         raise EdgeError(f"{file}: cannot parse ONNX protobuf ({type(exc).__name__})") from None
     if not model.HasField("graph") or not model.graph.node:
         raise EdgeError(f"{file}: cannot parse as an ONNX model: no graph or no nodes")
+    refuse_unsupported(model, file)  # custom ops and >2-bit quantisers, named, before opsets
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise EdgeError(f"{file}: the model imports no default-domain opset")
