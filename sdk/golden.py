@@ -126,7 +126,7 @@ def _windows(a: np.ndarray, kernel, strides, pads, dilations, fill) -> np.ndarra
 
 def conv2d(a: np.ndarray, layer: L.Conv2d, kind: str) -> np.ndarray:
     n = a.shape[0]
-    win = _windows(a, layer.kernel, layer.strides, layer.pads, layer.dilations, 0)
+    win = _windows(a, layer.kernel, layer.strides, layer.pads, layer.dilations, layer.pad_value)
     _, c, oh, ow, kh, kw = win.shape
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
     out = integer_dot(cols, layer.weights, kind)
@@ -169,5 +169,9 @@ def float_ops(acc: np.ndarray, ops: list[L.FloatOp]) -> np.ndarray:
             scale = inv_std * np.asarray(op.gamma, np.float32)
             bias = np.asarray(op.beta, np.float32) - np.asarray(op.mean, np.float32) * scale
             y = y * _per_channel(scale, nd) + _per_channel(bias, nd)
+        elif isinstance(op, L.Softmax):
+            z = (y - y.max(axis=1, keepdims=True)) * np.float32(op.beta)
+            e = np.exp(z.astype(np.float32))
+            y = e / e.sum(axis=1, keepdims=True, dtype=np.float32)
         y = y.astype(np.float32)
     return y

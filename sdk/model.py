@@ -38,15 +38,20 @@ class Model:
 
 
 def load(path: str | Path, input_range: tuple[int, int] | None = None) -> Model:
-    """Import a model file (.onnx) or an IR folder written by `convert --target ir`."""
+    """Import a model file (.onnx, .tflite) or an IR folder written by `convert --target ir`."""
     p = Path(path)
     if p.is_dir():
         ir = serialize.load(p)
         if not ir.lowered:
             ir = lower(ir)
         return Model(None, ir, str(p))
+    if p.suffix.lower() == ".tflite":
+        from .converters.tflite import import_tflite
+
+        source = import_tflite(p, input_range=input_range)
+        return Model(source, lower(source), str(p))
     if p.suffix.lower() != ".onnx" and p.exists():
-        raise EdgeError(f"{p}: unknown model format (expected .onnx or an IR folder)")
+        raise EdgeError(f"{p}: unknown model format (expected .onnx, .tflite or an IR folder)")
     from .converters.onnx import factorizer_node, import_model
     from .converters.onnx import load as load_onnx
 

@@ -38,22 +38,22 @@ from pathlib import Path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import larq as lq  # noqa: E402
-import larq_compute_engine as lce  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import larq as lq
+import larq_compute_engine as lce
+import numpy as np
+import tensorflow as tf
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from digits_data import SAMPLE_SIZE, load_split  # noqa: E402
+from digits_data import SAMPLE_SIZE, load_split
 
 SEED = 0
 EPOCHS = 40
 BATCH = 64
 
-BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-              kernel_constraint="weight_clip", use_bias=False)
-FIRST = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
+BINARY = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign",
+              "kernel_constraint": "weight_clip", "use_bias": False}
+FIRST = {"kernel_quantizer": "ste_sign", "kernel_constraint": "weight_clip", "use_bias": False}
 K = tf.keras.layers
 
 

@@ -116,7 +116,7 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
         return TensorInfo((layer.weights.rows, oh, ow), "int", -m, m)
     if isinstance(layer, L.Affine):
         for op in layer.ops:
-            if L.channels_of(op) != x.shape[0]:
+            if not isinstance(op, L.Softmax) and L.channels_of(op) != x.shape[0]:
                 raise EdgeError(
                     f"{_where(layer)}: shape mismatch: {L.channels_of(op)} per-channel "
                     f"parameters for {x.shape[0]} channels"

@@ -98,6 +98,13 @@ class Div:
 
 
 @dataclass
+class Softmax:
+    """y = softmax(x * beta) over the channels: only at the output (TFLite models end in it)."""
+
+    beta: float = 1.0
+
+
+@dataclass
 class BatchNorm:
     """ONNX BatchNormalization (inference), per channel."""
 
@@ -108,7 +115,7 @@ class BatchNorm:
     eps: float
 
 
-FloatOp = Mul | Add | Div | BatchNorm
+FloatOp = Mul | Add | Div | BatchNorm | Softmax
 
 
 # ---------------------------------------------------------------------------- layers
@@ -147,7 +154,8 @@ class Dense(Layer):
 
 @dataclass
 class Conv2d(Layer):
-    """Integer conv (groups = 1); pads add taps that contribute 0 (ONNX pads with 0)."""
+    """Integer conv (groups = 1). Padded taps hold `pad_value`: 0 (ONNX: they contribute
+    nothing) or +1 (Larq/LCE `pad_values=1`: they count as +1 inputs)."""
 
     weights: Weights = None  # type: ignore[assignment]
     in_channels: int = 0
@@ -155,6 +163,7 @@ class Conv2d(Layer):
     strides: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
     dilations: tuple[int, int] = (1, 1)
+    pad_value: int = 0
     kind: ClassVar[str] = "conv2d"
 
 
@@ -224,11 +233,14 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     for cls in (Input, Dense, Conv2d, Affine, Binarize, Threshold, MaxPool, Flatten, Reshape,
                 Scores)
 }
-OP_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Mul, Add, Div, BatchNorm)}
+OP_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Mul, Add, Div, BatchNorm, Softmax)}
 WEIGHT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (IntWeights, PackedWeights)}
 SOURCE_ONLY = (Affine, Binarize)
 
 
 def channels_of(op: FloatOp) -> int:
+    """Per-channel parameter count (0 for Softmax, which has none)."""
+    if isinstance(op, Softmax):
+        return 0
     arr = op.gamma if isinstance(op, BatchNorm) else op.values
     return int(np.asarray(arr).shape[0])

@@ -1,0 +1,557 @@
+"""TFLite / Larq Compute Engine graph -> source-form IR.
+
+Operators are walked in the file's (execution) order, one handler per operator. Every TFLite
+tensor is a constant (NumPy) or a value computed from the input (`Val`). TFLite is NHWC and the
+IR is NCHW, so a `Val` also records how the IR holds it (`layout`):
+
+- "raw": exactly the TFLite tensor without the batch (the model input);
+- "chw": TFLite [1, H, W, C] held as IR (C, H, W);
+- "hwc_flat": TFLite [1, H*W*C] (a flattened map, HWC order) still held as IR (C, H, W): the
+  IR flattens only where a dense layer needs it, so float ops and a binarisation between the
+  RESHAPE and the dense layer stay per-channel (as the passes need);
+- "vec": TFLite [1, K] held as IR (K,); `perm[j]` is the IR index of TFLite element j (a
+  flattened map is CHW in the IR, HWC in TFLite). Dense weights and constants are permuted to
+  match instead of moving data.
+
+Larq Compute Engine ops: `LceQuantize` packs `x < 0` as bit 1 (so it is the IR's "ge0"
+binarisation, +1 for x >= 0); `LceDequantize` unpacks to ±1 floats (the IR already holds ±1);
+`LceBconv2d` is a binary conv whose padded taps are +1 (`pad_values=1`) or missing
+(`pad_values=0`, LCE corrects for them), with either a float output `y * multiplier + bias`
+or a bitpacked output `bit = popcount > threshold`; `LceBMaxPool2d` max-pools ±1 values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_sdk.converters.onnx.weights import classify
+from edge_sdk.errors import EdgeError
+from edge_sdk.ir import layers as L
+from edge_sdk.ir.graph import Graph, TensorInfo, infer
+
+from . import lce, schema
+from .schema import Operator, Tensor
+
+# Float inputs holding integers, as for ONNX (covers uint8 and int8 data); `input_range` overrides.
+DEFAULT_FLOAT_RANGE = (-255, 255)
+
+
+@dataclass
+class Val:
+    """A tensor computed from the model input: its IR tensor and how the IR holds it."""
+
+    tensor: str
+    info: TensorInfo
+    layout: str  # "raw" | "chw" | "hwc_flat" | "vec"
+    tshape: tuple[int, ...]  # the TFLite shape without the batch (unpacked channels)
+    perm: np.ndarray | None = None  # "vec": IR index of each TFLite index (None = identity)
+
+
+def tflite_pads(size: tuple[int, int], kernel, stride, dilation, padding: str):
+    """IR pads (top, left, bottom, right) of TFLite's SAME / VALID rule."""
+    if padding == "VALID":
+        return (0, 0, 0, 0)
+    before, after = [], []
+    for n, k, s, d in zip(size, kernel, stride, dilation):
+        out = -(-n // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+        before.append(total // 2)
+        after.append(total - total // 2)
+    return (before[0], before[1], after[0], after[1])
+
+
+def _hwc_to_chw(h: int, w: int, c: int) -> np.ndarray | None:
+    """perm[j] = CHW index of HWC element j; None when both orders agree."""
+    if c == 1 or h * w == 1:
+        return None
+    return np.arange(h * w * c).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+class Frontend:
+    def __init__(self, model: schema.Model, input_range=None):
+        self.m = model
+        self.file = model.file
+        self.input_range = input_range
+        self.vals: dict[int, Val] = {}
+        self.layers: list[L.Layer] = []
+        self.infos: dict[str, TensorInfo] = {}
+        self.counts: dict[str, int] = {}
+        self.op: Operator | None = None
+        self.skip: set[int] = set()
+        self.users: dict[int, list[Operator]] = {}
+        for op in model.operators:
+            for t in op.inputs:
+                if t >= 0:
+                    self.users.setdefault(t, []).append(op)
+
+    # ------------------------------------------------------------------ helpers
+    def where(self) -> str:
+        op = self.op
+        if op is None:
+            return f"{self.file}: "
+        out = self.m.tensors[op.outputs[0]].name if op.outputs else "?"
+        return f"{self.file}: operator #{op.index} {op.name} (output '{out}'): "
+
+    def fail(self, reason: str):
+        raise EdgeError(self.where() + reason)
+
+    def emit(self, layer_cls, inputs: list[str], **kw) -> tuple[str, TensorInfo]:
+        kind = layer_cls.kind
+        i = self.counts.get(kind, 0)
+        self.counts[kind] = i + 1
+        name = f"{kind}{i}"
+        src = ""
+        if self.op is not None:
+            src = f"#{self.op.index} {self.op.name}"
+        layer = layer_cls(name=name, inputs=inputs, output=name, source=src, **kw)
+        try:
+            info = infer(layer, [self.infos[t] for t in inputs])
+        except EdgeError as exc:
+            self.fail(str(exc))
+        self.layers.append(layer)
+        self.infos[name] = info
+        return name, info
+
+    def tensor(self, idx: int) -> Tensor:
+        return self.m.tensors[idx]
+
+    def const(self, idx: int, what: str) -> np.ndarray:
+        if idx < 0:
+            self.fail(f"the {what} input is missing")
+        t = self.tensor(idx)
+        if t.data is None:
+            self.fail(f"{what} '{t.name}' must be a constant")
+        if t.quantized:
+            self.fail(f"{what} '{t.name}' is int8/uint8-quantized; quantized TFLite models are not "
+                      "supported (only float and LCE bitpacked tensors)")
+        return t.data
+
+    def val(self, idx: int) -> Val:
+        if idx < 0:
+            self.fail("a required input is missing")
+        v = self.vals.get(idx)
+        if v is None:
+            t = self.tensor(idx)
+            what = "a constant" if t.data is not None else "not computed from the model input"
+            self.fail(f"input '{t.name}' is {what}; expected data flowing from the model input")
+        return v
+
+    def put(self, v: Val, out_index: int = 0) -> None:
+        idx = self.op.outputs[out_index]
+        t = self.tensor(idx)
+        if t.quantized:
+            self.fail(f"output '{t.name}' is int8/uint8-quantized; quantized TFLite models are not "
+                      "supported")
+        declared = t.shape[1:] if t.shape else None
+        expect = v.tshape
+        if t.type_code == 2 and self.op.custom and expect:  # bitpacked: last dim is words
+            expect = expect[:-1] + (math.ceil(expect[-1] / 32),)
+        if declared is not None and t.shape and tuple(declared) != tuple(expect):
+            self.fail(f"shape mismatch: the file declares {list(t.shape)}, the operator computes "
+                      f"[1, {', '.join(map(str, expect))}]")
+        self.vals[idx] = v
+
+    def act_none(self, activation: str) -> None:
+        if activation != "NONE":
+            self.fail(f"fused activation {activation} is not supported")
+
+    # ------------------------------------------------------------------ layouts
+    def as_chw(self, v: Val) -> Val:
+        if v.layout == "chw":
+            return v
+        if v.layout == "raw" and len(v.tshape) == 3:
+            h, w, c = v.tshape
+            if _hwc_to_chw(h, w, c) is not None:
+                self.fail(f"the input is NHWC with {c} channels; a transpose to the IR's NCHW is "
+                          "not supported yet (1-channel images are)")
+            name, info = self.emit(L.Reshape, [v.tensor], shape=(c, h, w))
+            return Val(name, info, "chw", v.tshape)
+        if v.layout == "hwc_flat":
+            return Val(v.tensor, v.info, "chw", (v.info.shape[1], v.info.shape[2],
+                                                 v.info.shape[0]))
+        self.fail(f"expected an image tensor [1, H, W, C], got [1, {', '.join(map(str, v.tshape))}]")
+
+    def as_vec(self, v: Val) -> Val:
+        """The IR tensor flat (emits the Flatten a hwc_flat / chw value still needs)."""
+        if v.layout == "vec":
+            return v
+        if v.layout == "raw":
+            if len(v.tshape) == 1:
+                return Val(v.tensor, v.info, "vec", v.tshape)
+            name, info = self.emit(L.Flatten, [v.tensor])
+            return Val(name, info, "vec", (info.shape[0],))
+        c, h, w = v.info.shape
+        name, info = self.emit(L.Flatten, [v.tensor])
+        return Val(name, info, "vec", (info.shape[0],), _hwc_to_chw(h, w, c))
+
+    def per_channel(self, c: np.ndarray, v: Val) -> np.ndarray:
+        """A constant broadcast against the TFLite tensor, as one value per IR channel."""
+        c = np.asarray(c, dtype=np.float32)
+        try:
+            full = np.broadcast_to(c, (1,) + v.tshape)
+        except ValueError:
+            self.fail(f"shape mismatch: constant of shape {list(c.shape)} does not broadcast to "
+                      f"[1, {', '.join(map(str, v.tshape))}]")
+        if np.broadcast_shapes(c.shape, (1,) + v.tshape) != (1,) + v.tshape:
+            self.fail(f"shape mismatch: constant of shape {list(c.shape)} would change the data "
+                      "shape")
+        full = full[0]
+        if v.layout == "chw":
+            ir = full.transpose(2, 0, 1)
+        elif v.layout == "hwc_flat":
+            ch, h, w = v.info.shape
+            ir = full.reshape(h, w, ch).transpose(2, 0, 1)
+        elif v.perm is not None:
+            ir = np.empty_like(full)
+            ir[v.perm] = full
+        else:
+            ir = full
+        flat = ir.reshape(ir.shape[0], -1) if ir.ndim else ir.reshape(1, 1)
+        if not np.all(flat == flat[:, :1]):
+            self.fail("only per-channel constants are supported here")
+        return np.ascontiguousarray(flat[:, 0], dtype=np.float32)
+
+    def affine(self, v: Val, ops: list[L.FloatOp]) -> Val:
+        if not ops:
+            return v
+        name, info = self.emit(L.Affine, [v.tensor], ops=ops)
+        return Val(name, info, v.layout, v.tshape, v.perm)
+
+    def binarize(self, v: Val, mode: str) -> Val:
+        if mode == "ge0" and v.info.kind == "bipolar":
+            return v  # already ±1: x >= 0 keeps it
+        name, info = self.emit(L.Binarize, [v.tensor], mode=mode)
+        return Val(name, info, v.layout, v.tshape, v.perm)
+
+    # ------------------------------------------------------------------ walk
+    def run(self) -> Graph:
+        m = self.m
+        if len(m.inputs) != 1:
+            raise EdgeError(f"{self.file}: expected one model input, found {len(m.inputs)}")
+        if len(m.outputs) != 1:
+            raise EdgeError(f"{self.file}: expected one model output, found {len(m.outputs)}")
+        self._model_input(self.tensor(m.inputs[0]))
+        for op in m.operators:
+            self.op = op
+            if op.index in self.skip:
+                continue
+            if not op.outputs:
+                self.fail("operator without outputs")
+            handler = getattr(self, f"op_{op.name}", None)
+            if handler is None:
+                kind = "custom operator" if op.custom else "operator"
+                self.fail(f"unsupported {kind} {op.name}")
+            handler(op)
+        self.op = None
+        out_t = self.tensor(m.outputs[0])
+        out = self.vals.get(m.outputs[0])
+        if out is None:
+            raise EdgeError(f"{self.file}: output '{out_t.name}' is not computed from the input")
+        if out.layout in ("chw", "hwc_flat") or out.perm is not None:
+            raise EdgeError(f"{self.file}: output '{out_t.name}' is a feature map "
+                            f"[1, {', '.join(map(str, out.tshape))}]; only flat [N, K] outputs "
+                            "are supported (the IR holds maps as NCHW)")
+        src = {"file": Path(self.file).name, "format": "tflite", "schema_version": m.version,
+               "producer": m.description, "input_name": self.tensor(m.inputs[0]).name,
+               "output_name": out_t.name}
+        return Graph(Path(self.file).stem, self.layers, ["input"], [out.tensor], src)
+
+    def _model_input(self, t: Tensor) -> None:
+        if t.data is not None:
+            raise EdgeError(f"{self.file}: the model input '{t.name}' is a constant")
+        if t.quantized or t.type_code not in (0, 9, 3, 7):
+            raise EdgeError(f"{self.file}: input '{t.name}' of type {t.type_name}"
+                            f"{' (quantized)' if t.quantized else ''} is not supported; "
+                            "float32 inputs holding integers are")
+        if len(t.shape) < 2:
+            raise EdgeError(f"{self.file}: input '{t.name}' needs a batch dimension and data "
+                            f"dimensions, has shape {list(t.shape)}")
+        batch = t.signature[0] if t.signature else t.shape[0]
+        if batch not in (1, -1) or (t.signature and any(d < 0 for d in t.signature[1:])):
+            raise EdgeError(f"{self.file}: input '{t.name}' must have batch 1 or a dynamic batch "
+                            "and static other dimensions")
+        lo, hi = {0: DEFAULT_FLOAT_RANGE, 9: (-128, 127), 3: (0, 255), 7: (-32768, 32767)}[
+            t.type_code]
+        if self.input_range is not None:
+            lo, hi = (int(v) for v in self.input_range)
+            if lo > hi:
+                raise EdgeError(f"input range [{lo}, {hi}] is empty")
+        shape = tuple(t.shape[1:])
+        layer = L.Input(name="input", inputs=[], output="input", source=t.name, shape=shape,
+                        lo=lo, hi=hi)
+        self.layers.append(layer)
+        self.infos["input"] = infer(layer, [])
+        self.vals[t.index] = Val("input", self.infos["input"], "raw", shape)
+
+    # ------------------------------------------------------------------ plain TFLite ops
+    def op_CONV_2D(self, op: Operator):
+        o = schema.conv_options(op)
+        self.act_none(o.activation)
+        x = self.as_chw(self.val(op.inputs[0]))
+        w = self.const(op.inputs[1], "filter")
+        if w.ndim != 4:
+            self.fail(f"filter must be [O, kh, kw, I], got shape {list(w.shape)}")
+        if w.shape[3] != x.info.shape[0]:
+            self.fail(f"shape mismatch: the filter takes {w.shape[3]} channels, the data has "
+                      f"{x.info.shape[0]}")
+        bias = self.const(op.inputs[2], "bias") if len(op.inputs) > 2 and op.inputs[2] >= 0 \
+            else None
+        cw = classify(w.transpose(0, 3, 1, 2).reshape(w.shape[0], -1), self.where())
+        out = self._conv(x, cw.values, w.shape[1:3], o.stride, o.dilation, o.padding, 0)
+        ops: list[L.FloatOp] = []
+        if cw.scale is not None:
+            ops.append(L.Mul(cw.scale))
+        if bias is not None:
+            ops.append(L.Add(self.per_channel(bias, out)))
+        self.put(self.affine(out, ops))
+
+    def _conv(self, x: Val, values: np.ndarray, kernel, stride, dilation, padding: str,
+              pad_value: int) -> Val:
+        if min(stride) < 1 or min(dilation) < 1:
+            self.fail(f"strides {list(stride)} and dilations {list(dilation)} must be >= 1")
+        c, h, w = x.info.shape
+        pads = tflite_pads((h, w), kernel, stride, dilation, padding)
+        name, info = self.emit(L.Conv2d, [x.tensor], weights=L.IntWeights(values),
+                               in_channels=c, kernel=tuple(int(k) for k in kernel),
+                               strides=tuple(int(s) for s in stride), pads=pads,
+                               dilations=tuple(int(d) for d in dilation),
+                               pad_value=pad_value if any(pads) else 0)
+        o, oh, ow = info.shape
+        return Val(name, info, "chw", (oh, ow, o))
+
+    def op_FULLY_CONNECTED(self, op: Operator):
+        activation, fmt, keep = schema.fc_options(op)
+        self.act_none(activation)
+        if fmt != 0:
+            self.fail("only the DEFAULT weights format is supported")
+        v = self.val(op.inputs[0])
+        if keep and len(v.tshape) != 1:
+            self.fail("keep_num_dims on a multi-dimensional input is not supported")
+        x = self.as_vec(v)
+        w = self.const(op.inputs[1], "weights")
+        if w.ndim != 2 or w.shape[1] != x.info.shape[0]:
+            self.fail(f"shape mismatch: weights {list(w.shape)} for {x.info.shape[0]} inputs")
+        if x.perm is not None:
+            wi = np.empty_like(w)
+            wi[:, x.perm] = w
+            w = wi
+        bias = self.const(op.inputs[2], "bias") if len(op.inputs) > 2 and op.inputs[2] >= 0 \
+            else None
+        cw = classify(w, self.where())
+        name, info = self.emit(L.Dense, [x.tensor], weights=L.IntWeights(cw.values))
+        out = Val(name, info, "vec", (w.shape[0],))
+        ops: list[L.FloatOp] = []
+        if cw.scale is not None:
+            ops.append(L.Mul(cw.scale))
+        if bias is not None:
+            ops.append(L.Add(self.per_channel(bias, out)))
+        self.put(self.affine(out, ops))
+
+    def op_MAX_POOL_2D(self, op: Operator):
+        o = schema.pool_options(op)
+        self.act_none(o.activation)
+        self._pool(self.as_chw(self.val(op.inputs[0])), o.kernel, o.stride, o.padding)
+
+    def _pool(self, x: Val, kernel, stride, padding: str):
+        if min(kernel) < 1 or min(stride) < 1:
+            self.fail(f"pool window {list(kernel)} and strides {list(stride)} must be >= 1")
+        _, h, w = x.info.shape
+        pads = tflite_pads((h, w), kernel, stride, (1, 1), padding)
+        name, info = self.emit(L.MaxPool, [x.tensor], kernel=tuple(int(k) for k in kernel),
+                               strides=tuple(int(s) for s in stride), pads=pads)
+        c, oh, ow = info.shape
+        self.put(Val(name, info, "chw", (oh, ow, c)))
+
+    def op_RESHAPE(self, op: Operator):
+        v = self.val(op.inputs[0])
+        target = schema.reshape_new_shape(op)
+        if target is None:
+            if len(op.inputs) < 2 or op.inputs[1] < 0:
+                self.fail("no target shape (neither options nor a shape input)")
+            target = [int(d) for d in np.asarray(self.const(op.inputs[1], "shape")).reshape(-1)]
+        size = math.prod(v.tshape)
+        known = math.prod(d for d in target if d != -1)
+        if target.count(-1) > 1 or any(d < -1 or d == 0 for d in target) or known == 0:
+            self.fail(f"unsupported target shape {target}")
+        full = [d if d != -1 else size // known for d in target]
+        if math.prod(full) != size or full[0] != 1:
+            self.fail(f"shape mismatch: cannot reshape [1, {', '.join(map(str, v.tshape))}] to "
+                      f"{target} without changing the batch")
+        shape = tuple(full[1:])
+        if shape == v.tshape:
+            self.put(v)
+        elif len(shape) == 1:
+            self.put(self._flat(v))
+        elif len(shape) == 3:
+            self.put(self._image(v, shape))
+        else:
+            self.fail(f"reshape to rank {len(full)} is not supported")
+
+    def _flat(self, v: Val) -> Val:
+        if v.layout == "chw":
+            return Val(v.tensor, v.info, "hwc_flat", (math.prod(v.tshape),))
+        if v.layout == "raw" and len(v.tshape) != 1:
+            return self.as_vec(v)
+        return v  # already flat
+
+    def _image(self, v: Val, shape: tuple[int, int, int]) -> Val:
+        h, w, c = shape
+        if v.layout == "hwc_flat" and v.info.shape == (c, h, w):
+            return Val(v.tensor, v.info, "chw", shape)
+        if v.layout in ("vec", "raw") and v.perm is None and len(v.tshape) == 1 \
+                and _hwc_to_chw(h, w, c) is None:
+            name, info = self.emit(L.Reshape, [v.tensor], shape=(c, h, w))
+            return Val(name, info, "chw", shape)
+        self.fail(f"reshape to an image [1, {h}, {w}, {c}] with several channels and pixels is "
+                  "not supported (it would need an NHWC -> NCHW transpose)")
+
+    def op_SOFTMAX(self, op: Operator):
+        if op.outputs[0] not in self.m.outputs or self.users.get(op.outputs[0]):
+            self.fail("SOFTMAX is supported only as the model's last operator")
+        x = self.val(op.inputs[0])
+        if x.layout not in ("vec", "raw") or len(x.tshape) != 1:
+            self.fail("SOFTMAX is supported on flat [N, K] data only")
+        self.put(self.affine(x, [L.Softmax(schema.softmax_beta(op))]))
+
+    def _elementwise(self, op: Operator) -> tuple[Val, np.ndarray, bool]:
+        """(value, constant, constant_first) of a binary op with one constant operand."""
+        if len(op.inputs) != 2:
+            self.fail("expected two inputs")
+        a, b = op.inputs
+        if a in self.vals and b not in self.vals:
+            return self.val(a), self.const(b, "operand"), False
+        if b in self.vals and a not in self.vals:
+            return self.val(b), self.const(a, "operand"), True
+        self.fail("only a computed tensor combined with a constant is supported")
+
+    def op_MUL(self, op: Operator):
+        self.act_none(schema.elementwise_activation(op))
+        v, c, _ = self._elementwise(op)
+        self.put(self.affine(v, [L.Mul(self.per_channel(c, v))]))
+
+    def op_ADD(self, op: Operator):
+        self.act_none(schema.elementwise_activation(op))
+        v, c, _ = self._elementwise(op)
+        self.put(self.affine(v, [L.Add(self.per_channel(c, v))]))
+
+    def op_SUB(self, op: Operator):
+        self.act_none(schema.elementwise_activation(op))
+        v, c, const_first = self._elementwise(op)
+        pc = self.per_channel(c, v)
+        if const_first:  # c - x = (-x) + c, exactly as float32 computes it
+            ops = [L.Mul(np.full_like(pc, -1.0)), L.Add(pc)]
+        else:
+            ops = [L.Add(-pc)]
+        self.put(self.affine(v, ops))
+
+    def op_DIV(self, op: Operator):
+        self.act_none(schema.elementwise_activation(op))
+        v, c, const_first = self._elementwise(op)
+        if const_first:
+            self.fail("division by a computed tensor is not supported")
+        pc = self.per_channel(c, v)
+        if np.any(pc == 0):
+            self.fail("division by zero")
+        self.put(self.affine(v, [L.Div(pc)]))
+
+    def op_SIGN(self, op: Operator):
+        """SIGN; the Larq spelling sign(sign(x) + c), 0 < |c| < 1, is one ±1 binarisation."""
+        x = self.val(op.inputs[0])
+        pattern = self._sign_add_sign(op)
+        if pattern is None:
+            self.put(self.binarize(x, "sign"))
+            return
+        add, sign2, c = pattern
+        self.skip.update((add.index, sign2.index))
+        self.op = sign2
+        self.put(self.binarize(x, "ge0" if c > 0 else "gt0"))
+
+    def _sign_add_sign(self, op: Operator):
+        out = op.outputs[0]
+        users = self.users.get(out, [])
+        if out in self.m.outputs or len(users) != 1 or users[0].name != "ADD":
+            return None
+        add = users[0]
+        other = [t for t in add.inputs if t != out]
+        if len(other) != 1 or other[0] < 0 or self.tensor(other[0]).data is None:
+            return None
+        c = np.unique(np.asarray(self.tensor(other[0]).data, dtype=np.float64))
+        if c.size != 1 or not 0 < abs(float(c[0])) < 1:
+            return None
+        if schema.elementwise_activation(add) != "NONE":
+            return None
+        mid = add.outputs[0]
+        users2 = self.users.get(mid, [])
+        if mid in self.m.outputs or len(users2) != 1 or users2[0].name != "SIGN":
+            return None
+        return add, users2[0], float(c[0])
+
+    # ------------------------------------------------------------------ Larq Compute Engine ops
+    def op_LceQuantize(self, op: Operator):
+        self.put(self.binarize(self.val(op.inputs[0]), "ge0"))
+
+    def op_LceDequantize(self, op: Operator):
+        v = self.val(op.inputs[0])
+        if v.info.kind != "bipolar":
+            self.fail("LceDequantize of data that is not ±1")
+        self.put(v)
+
+    def op_LceBconv2d(self, op: Operator):
+        a = lce.bconv_attributes(op.custom_options, self.where())
+        if a.activation != "NONE":
+            self.fail(f"fused activation {a.activation} is not supported")
+        if len(op.inputs) < 2:
+            self.fail("expected input and filter")
+        src = self.val(op.inputs[0])
+        x = self.as_chw(self.binarize(src, "ge0"))
+        channels = x.info.shape[0]
+        if a.channels_in not in (None, channels):
+            self.fail(f"shape mismatch: channels_in={a.channels_in}, the data has {channels}")
+        ft = self.tensor(op.inputs[1])
+        values = lce.filter_values(self.const(op.inputs[1], "filter"), ft.type_code, channels,
+                                   self.where())
+        kernel = values.shape[1:3]
+        flat = values.transpose(0, 3, 1, 2).reshape(values.shape[0], -1)
+        out = self._conv(x, flat, kernel, a.stride, a.dilation, a.padding, a.pad_values)
+        out_t = self.tensor(op.outputs[0])
+        if out_t.type_code == 0:
+            mult = self.const(self._arg(op, 2, "post_activation_multiplier"),
+                              "post_activation_multiplier")
+            bias = self.const(self._arg(op, 3, "post_activation_bias"), "post_activation_bias")
+            self.put(self.affine(out, [L.Mul(self.per_channel(mult, out)),
+                                       L.Add(self.per_channel(bias, out))]))
+        elif out_t.type_code == 2:
+            if a.padding == "SAME" and a.pad_values == 0 and any(self.layers[-1].pads):
+                self.fail("bitpacked output with zero padding (LCE itself refuses it)")
+            thr = np.asarray(self.const(self._arg(op, 4, "thresholds"), "thresholds"))
+            if thr.shape != (values.shape[0],):
+                self.fail(f"thresholds of shape {list(thr.shape)} for {values.shape[0]} channels")
+            k = int(flat.shape[1])
+            # bit 1 (-1) iff popcount > thr; popcount = (K - y) / 2  =>  +1 iff y >= K - 2 thr
+            tau = np.clip(k - 2 * thr.astype(np.int64), out.info.lo - 1, out.info.hi + 1)
+            name, info = self.emit(L.Threshold, [out.tensor], tau=tau,
+                                   flip=np.zeros(tau.shape, bool), zero=np.zeros(tau.shape, bool))
+            self.put(Val(name, info, "chw", out.tshape))
+        else:
+            self.fail(f"output of type {out_t.type_name} is not supported (float32 or bitpacked)")
+
+    def _arg(self, op: Operator, i: int, what: str) -> int:
+        if len(op.inputs) <= i or op.inputs[i] < 0:
+            self.fail(f"the {what} input is missing")
+        return op.inputs[i]
+
+    def op_LceBMaxPool2d(self, op: Operator):
+        a = lce.pool_attributes(op.custom_options, self.where())
+        x = self.as_chw(self.val(op.inputs[0]))
+        if x.info.kind != "bipolar":
+            self.fail("LceBMaxPool2d of data that is not ±1")
+        self._pool(x, a.kernel, a.stride, a.padding)
+
+
+def import_tflite(path: str | Path, input_range=None) -> Graph:
+    """Read a .tflite file (plain TFLite or Larq Compute Engine) into source-form IR."""
+    return Frontend(schema.load(path), input_range).run()
