@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def model_arg(sp):
-        sp.add_argument("model", help="model file (.onnx) or IR folder")
+        sp.add_argument("model", help="model file (.onnx, .tflite) or IR folder")
         sp.add_argument("--input-range", type=_range, metavar="LO,HI",
                         help="integer range of the model input (default: from the input type; "
                              "float inputs -255,255)")
@@ -167,6 +167,10 @@ def _check_against_source(m, x: np.ndarray, y: np.ndarray) -> int:
         from .converters.onnx.qonnx_reference import run_qonnx
 
         a, label = agreement(y, run_qonnx(m.path, x)), "qonnx"
+    elif m.source.source.get("format") == "tflite":  # no TensorFlow: a NumPy reading of the ops
+        from .converters.tflite.reference import run_reference
+
+        a, label = agreement(y, run_reference(m.path, x)), "the NumPy TFLite/LCE reference"
     else:
         a, label = agreement(y, run_onnxruntime(m.path, x)), "onnxruntime"
     print(f"golden vs {label}: {a.describe()}")

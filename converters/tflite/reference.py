@@ -1,0 +1,187 @@
+"""A NumPy reading of the TFLite / LCE operators: the reference `run --check` compares with.
+
+It executes the .tflite graph as the file states it, independently of the IR: NHWC float32
+tensors, LCE's bitpacked int32 words for `LceQuantize` outputs (bit 1 = -1, LSB first),
+XOR-popcount binary convolutions on those words, `LceBMaxPool2d` as an AND of words. It shares
+only the file reader (schema.py) with the frontend, so a mistake in the IR mapping (layout,
+bit order, padding, thresholds) shows up as a difference. Float accumulations run in float64
+and round once to float32, so float results agree with TFLite to float32 rounding; integer
+parts are exact. The committed LCE fixtures check this module against LCE's own interpreter.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from edge_sdk.errors import EdgeError
+
+from . import lce, schema
+from .frontend import tflite_pads
+from .schema import Operator
+
+F32 = np.float32
+
+
+def pack(x: np.ndarray) -> np.ndarray:
+    """LceQuantize: float [..., C] -> int32 words [..., ceil(C/32)], bit 1 where x < 0."""
+    c = x.shape[-1]
+    words = math.ceil(c / 32)
+    bits = np.zeros(x.shape[:-1] + (words * 32,), np.uint8)
+    bits[..., :c] = x < 0
+    return np.packbits(bits, axis=-1, bitorder="little").view("<i4").astype(np.int32)
+
+
+def unpack(words: np.ndarray, channels: int) -> np.ndarray:
+    """LceDequantize: words -> float ±1 [..., channels]."""
+    bits, _ = lce.unpack_bits(words, channels)
+    return (1 - 2 * bits.astype(np.int8)).astype(F32)
+
+
+def _windows(x: np.ndarray, kernel, stride, dilation, pads, fill) -> np.ndarray:
+    """NHWC [N, H, W, C] -> [N, OH, OW, kh, kw, C] with padding value `fill`."""
+    t, lft, b, r = pads
+    x = np.pad(x, ((0, 0), (t, b), (lft, r), (0, 0)), constant_values=fill)
+    (kh, kw), (dh, dw) = kernel, dilation
+    win = sliding_window_view(x, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(1, 2))
+    win = win[:, :: stride[0], :: stride[1], :, ::dh, ::dw]  # [N, OH, OW, C, kh, kw]
+    return win.transpose(0, 1, 2, 4, 5, 3)
+
+
+class Reference:
+    def __init__(self, model: schema.Model):
+        self.m = model
+        self.env: dict[int, np.ndarray] = {}
+
+    def get(self, idx: int) -> np.ndarray:
+        if idx < 0:
+            raise EdgeError(f"{self.m.file}: reference: a required input is missing")
+        if idx in self.env:
+            return self.env[idx]
+        t = self.m.tensors[idx]
+        if t.data is None:
+            raise EdgeError(f"{self.m.file}: reference: tensor '{t.name}' has no value")
+        return t.data
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        t_in = self.m.tensors[self.m.inputs[0]]
+        x = np.asarray(x)
+        if x.shape[1:] != t_in.shape[1:]:
+            raise EdgeError(f"input: shape {list(x.shape)} does not match the model's input "
+                            f"[N, {', '.join(map(str, t_in.shape[1:]))}]")
+        self.env[t_in.index] = x.astype(F32)
+        for op in self.m.operators:
+            fn = getattr(self, f"op_{op.name}", None)
+            if fn is None:
+                raise EdgeError(f"{self.m.file}: reference: operator {op.name} is not supported")
+            self.env[op.outputs[0]] = fn(op)
+        return self.env[self.m.outputs[0]]
+
+    # ------------------------------------------------------------------ plain ops
+    def op_CONV_2D(self, op: Operator) -> np.ndarray:
+        o = schema.conv_options(op)
+        x, w = self.get(op.inputs[0]), self.get(op.inputs[1]).astype(np.float64)
+        pads = tflite_pads(x.shape[1:3], w.shape[1:3], o.stride, o.dilation, o.padding)
+        win = _windows(x.astype(np.float64), w.shape[1:3], o.stride, o.dilation, pads, 0.0)
+        acc = np.einsum("nyxijc,oijc->nyxo", win, w).astype(F32)
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            acc = acc + self.get(op.inputs[2]).astype(F32)
+        return acc
+
+    def op_FULLY_CONNECTED(self, op: Operator) -> np.ndarray:
+        x = self.get(op.inputs[0])
+        x = x.reshape(x.shape[0], -1).astype(np.float64)
+        acc = (x @ self.get(op.inputs[1]).astype(np.float64).T).astype(F32)
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            acc = acc + self.get(op.inputs[2]).astype(F32)
+        return acc
+
+    def op_MAX_POOL_2D(self, op: Operator) -> np.ndarray:
+        o = schema.pool_options(op)
+        x = self.get(op.inputs[0])
+        pads = tflite_pads(x.shape[1:3], o.kernel, o.stride, (1, 1), o.padding)
+        return _windows(x, o.kernel, o.stride, (1, 1), pads, -np.inf).max(axis=(3, 4))
+
+    def _binary(self, op: Operator, fn) -> np.ndarray:
+        a, b = (self.get(i) for i in op.inputs[:2])
+        return fn(a.astype(F32), b.astype(F32)).astype(F32)
+
+    def op_ADD(self, op):
+        return self._binary(op, np.add)
+
+    def op_SUB(self, op):
+        return self._binary(op, np.subtract)
+
+    def op_MUL(self, op):
+        return self._binary(op, np.multiply)
+
+    def op_DIV(self, op):
+        return self._binary(op, np.divide)
+
+    def op_SIGN(self, op):
+        return np.sign(self.get(op.inputs[0])).astype(F32)
+
+    def op_RESHAPE(self, op: Operator) -> np.ndarray:
+        x = self.get(op.inputs[0])
+        shape = self.m.tensors[op.outputs[0]].shape
+        return x.reshape((x.shape[0],) + tuple(shape[1:]))
+
+    def op_SOFTMAX(self, op: Operator) -> np.ndarray:
+        x = self.get(op.inputs[0]).astype(F32)
+        z = ((x - x.max(axis=-1, keepdims=True)) * F32(schema.softmax_beta(op))).astype(F32)
+        e = np.exp(z)
+        return (e / e.sum(axis=-1, keepdims=True, dtype=F32)).astype(F32)
+
+    # ------------------------------------------------------------------ LCE ops
+    def op_LceQuantize(self, op: Operator) -> np.ndarray:
+        return pack(self.get(op.inputs[0]))
+
+    def op_LceDequantize(self, op: Operator) -> np.ndarray:
+        channels = self.m.tensors[op.outputs[0]].shape[-1]
+        return unpack(self.get(op.inputs[0]), channels)
+
+    def op_LceBconv2d(self, op: Operator) -> np.ndarray:
+        a = lce.bconv_attributes(op.custom_options, f"{self.m.file}: ")
+        x = self.get(op.inputs[0])
+        channels = a.channels_in if a.channels_in is not None else x.shape[-1]
+        if x.dtype != np.int32:  # float input: LCE binarises it first
+            x = pack(x)
+        f_t = self.m.tensors[op.inputs[1]]
+        values = lce.filter_values(f_t.data, f_t.type_code, channels, f"{self.m.file}: ")
+        f_words = pack(values.astype(F32))
+        kernel = values.shape[1:3]
+        k = kernel[0] * kernel[1] * channels
+        pads = tflite_pads(x.shape[1:3], kernel, a.stride, a.dilation, a.padding)
+        win = _windows(x, kernel, a.stride, a.dilation, pads, 0)  # 0 words = +1 values
+        xor = win[:, :, :, None] ^ f_words[None, None, None]  # [N, OH, OW, O, kh, kw, W]
+        popcount = np.bitwise_count(xor.view(np.uint32)).sum(axis=(4, 5, 6), dtype=np.int64)
+        y = k - 2 * popcount
+        if a.pad_values == 0 and any(pads):
+            # zero padding: LCE removes the +1 the padded taps contributed
+            inside = _windows(np.ones(x.shape[:3] + (1,), np.int64), kernel, a.stride,
+                              a.dilation, pads, 0)[..., 0]  # [N, OH, OW, kh, kw]
+            wsum = values.astype(np.int64).sum(axis=3)  # [O, kh, kw]
+            y = y - np.einsum("nyxij,oij->nyxo", 1 - inside, wsum)
+        out_t = self.m.tensors[op.outputs[0]]
+        if out_t.type_code == 2:
+            thr = self.get(op.inputs[4]).astype(np.int64)
+            bit = (k - y) // 2 > thr
+            return pack(np.where(bit, -1.0, 1.0).astype(F32))
+        mult = self.get(op.inputs[2]).astype(F32)
+        bias = self.get(op.inputs[3]).astype(F32)
+        return ((y.astype(F32) * mult).astype(F32) + bias).astype(F32)
+
+    def op_LceBMaxPool2d(self, op: Operator) -> np.ndarray:
+        a = lce.pool_attributes(op.custom_options, f"{self.m.file}: ")
+        x = self.get(op.inputs[0])
+        pads = tflite_pads(x.shape[1:3], a.kernel, a.stride, (1, 1), a.padding)
+        win = _windows(x, a.kernel, a.stride, (1, 1), pads, -1)  # all-ones words: AND identity
+        return np.bitwise_and.reduce(win.reshape(win.shape[:3] + (-1, win.shape[-1])), axis=3)
+
+
+def run_reference(path: str | Path, x: np.ndarray) -> np.ndarray:
+    """Output of the .tflite model at `path` on batch `x` (NHWC), by the NumPy reading."""
+    return Reference(schema.load(path)).run(x)
