@@ -104,7 +104,7 @@ class Lowering:
         return name
 
     def emit(self, op: str, inputs: list[str], output: str, **attrs) -> str:
-        src = self.node.name or self.node.op_type
+        src = (self.node.name or self.node.op_type) if self.node is not None else output
         self.nodes.append(helper.make_node(op, inputs, [output], name=self.fresh(f"{src}/{op}"),
                                            **attrs))
         return output
@@ -246,9 +246,13 @@ class Lowering:
             return np.broadcast_to(np.asarray(y), shape)
 
         try:
-            b = search(fn, shape)
+            with np.errstate(over="ignore", invalid="ignore"):  # the search probes ±3.4e38
+                b = search(fn, shape)
         except ValueError as exc:
             self.fail(f"not a binarisation: {exc}")
+        if b.constant.any():  # outputs that ignore x: compare x * 0 instead (see search())
+            mask = self.const_init(f"{out}__varies", (~b.constant).astype(np.float32))
+            source = self.emit("Mul", [source, mask], self.fresh(f"{out}__masked"))
         t = self.const_init(f"{out}__threshold", b.threshold)
         cmp = self.fresh(f"{out}__cmp")
         self.emit("GreaterOrEqual" if b.increasing else "Less", [source, t], cmp)

@@ -33,11 +33,23 @@ def _unkey(k: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Binarisation:
-    """`+a where x >= t` (increasing) or `+a where x < t` (decreasing), per element of t."""
+    """`+a where x >= t` (increasing) or `+a where x < t` (decreasing), per element of t.
+
+    An element whose output does not depend on x at all (`constant`) is compared as x = 0:
+    no finite float32 t would give the same answer for every x, and an infinite one is not a
+    usable threshold.
+    """
 
     threshold: np.ndarray  # float32, the op's parameter shape
     magnitude: np.ndarray  # float32 a > 0, same shape
     increasing: bool
+    constant: np.ndarray  # bool, same shape
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The levels this binarisation gives (what the op gives, for finite float32 x)."""
+        x = np.where(self.constant, np.float32(0), x)
+        hit = x >= self.threshold if self.increasing else x < self.threshold
+        return np.where(hit, self.magnitude, -self.magnitude)
 
 
 def search(fn: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> Binarisation:
@@ -63,7 +75,7 @@ def search(fn: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> Bi
     increasing = not bool(np.any(falling))
     # smallest x whose output equals the output at +max (the "high end" level)
     target = f_hi
-    k_lo = _key(lo)  # fn(lo) != target unless the element is constant
+    k_lo = _key(lo)  # fn(lo) != target unless the element is constant (handled below)
     k_hi = _key(hi)  # fn(hi) == target
     while True:
         open_ = k_hi - k_lo > 1
@@ -74,11 +86,9 @@ def search(fn: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...]) -> Bi
         k_hi = np.where(open_ & at, mid, k_hi)
         k_lo = np.where(open_ & ~at, mid, k_lo)
     constant = f_lo == f_hi
-    t = np.where(constant, lo, _unkey(k_hi)).astype(np.float32) + np.float32(0.0)
-    if increasing:
-        # constant +a: x >= -max holds for every finite x; constant -a: x >= max only at max
-        t = np.where(constant & (f_hi < 0), _MAX, t)
-    else:
-        # x < t gives +a: constant +a -> t = max; constant -a -> t = -max
-        t = np.where(constant, np.where(f_hi > 0, _MAX, -_MAX), t)
-    return Binarisation(t.astype(np.float32), a.astype(np.float32), increasing)
+    t = _unkey(k_hi).astype(np.float32) + np.float32(0.0)
+    # constant elements compare x = 0: "0 >= 0" / "0 < 1" hold, "0 >= 1" / "0 < 0" do not
+    plus = f_hi > 0
+    t = np.where(constant, np.where(plus == increasing, 0.0, 1.0), t)
+    return Binarisation(t.astype(np.float32), a.astype(np.float32), increasing,
+                        np.asarray(constant, bool))
