@@ -513,3 +513,16 @@ def test_cli_inspect_run_check_and_backend_refusal(tmp_path):
                    "-o", tmp_path / "cm")
     assert proc.returncode == 2 and "pad with +1" in proc.stderr, proc.stderr
     assert not (tmp_path / "cm").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m", "fpga"])
+def test_lce_mlp_runs_on_the_backends(tmp_path, target):
+    x = LARQ / "mlp_lce_x.npy"
+    proc = run_cli("convert", LARQ / "mlp_lce.tflite", "--target", target, "-o", tmp_path / "b")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("simulate", tmp_path / "b", "--input", x, "--output", tmp_path / "y.npy",
+                   "--check")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert_close_to_reference(np.load(tmp_path / "y.npy"), np.load(LARQ / "mlp_lce_ref.npy"),
+                              exact=False)
