@@ -24,6 +24,7 @@ from edge_sdk.converters.cortexm.host import compile_shared
 from edge_sdk.converters.cortexm.kernels_conv import binary_conv, int_conv
 from edge_sdk.converters.cortexm.kernels_copy import copy_int, unpack_bits
 from edge_sdk.converters.cortexm.kernels_dense import binary_dense, int_dense
+from edge_sdk.converters.cortexm.kernels_dense_t import binary_dense_t, transposed_weights
 from edge_sdk.converters.cortexm.kernels_pool import pool_bits, pool_int
 from edge_sdk.converters.cortexm.kernels_threshold import Epilogue, threshold_pack
 from edge_sdk.converters.cortexm.tir_to_c import Kernel, Param, to_c
@@ -122,6 +123,34 @@ def dense_extreme_case(k: int) -> None:
 # one word, one chunk less a word, exactly one chunk, a chunk + 1 ragged word, 2 chunks + 6
 for _k in (32, 31 * 32, 1024, 1024 + 17, 2 * 1024 + 6 * 32):
     dense_extreme_case(_k)
+
+
+def transposed_case(rows: int, k: int, pixels: int = 1) -> None:
+    """The transposed dense (kernels_dense_t): ragged row blocks and words, activations that
+    are all +1 / all -1 / exactly balanced (the visit list switches to the rarer half), and a
+    packed input with channel padding (pixels > 1: columns scattered as a flattened map)."""
+    channels = -(-k // pixels)
+    cw = bitpack.n_words(channels)
+    words = pixels * cw
+    src = layout.Storage("b", layout.BITS, k, channels, pixels, False)
+
+    @case(f"dense-t-{rows}x{k}-p{pixels}", lambda n: binary_dense_t(n, rows, words, k))
+    def check(fn, rng):
+        w = pm(rng, (rows, k), False)
+        pos = layout.dense_bits_positions(k, src)
+        wt = transposed_weights(w, pos, words)
+        for a in (pm(rng, (k,), False), np.ones(k, np.int8), -np.ones(k, np.int8),
+                  np.where(np.arange(k) < k // 2, 1, -1).astype(np.int8)):
+            bits = np.zeros(words * 32, bool)
+            bits[pos] = a > 0
+            y = np.zeros(rows, np.int32)
+            fn(ptr(bitpack.pack_bits(bits).ravel()), ptr(wt), ptr(y))
+            np.testing.assert_array_equal(y, w.astype(np.int64) @ a)
+
+
+for _rows, _k, _p in [(1, 1, 1), (33, 260, 1), (64, 1024, 1), (40, 70, 1), (32, 31, 1),
+                      (70, 300, 3), (5, 17 * 4, 4)]:
+    transposed_case(_rows, _k, _p)
 
 
 def int_dense_case(rows: int, k: int, dtype: str, w_mask: bool) -> None:
@@ -302,6 +331,16 @@ def fused_cases(seed: int) -> None:
         tab, expect, _ = thresholds(rows, w.astype(np.int64) @ a)
         y = np.zeros(expect.size, np.uint32)
         fn(ptr(packed(a, a_mask)), ptr(packed(w, w_mask)), ptr(tab), ptr(y))
+        np.testing.assert_array_equal(y, expect)
+
+    @case(f"fused-dense-t-{seed}",
+          lambda n: binary_dense_t(n, rows, bitpack.n_words(k), k, ep(rows)), slow)
+    def check_dense_t(fn, rng):
+        a, w = pm(rng, (k,), False), pm(rng, (rows, k), False)
+        tab, expect, _ = thresholds(rows, w.astype(np.int64) @ a)
+        y = np.zeros(expect.size, np.uint32)
+        wt = transposed_weights(w, np.arange(k), bitpack.n_words(k))
+        fn(ptr(packed(a, False)), ptr(wt), ptr(tab), ptr(y))
         np.testing.assert_array_equal(y, expect)
 
     @case(f"fused-int-dense-{seed}", lambda n: int_dense(n, rows, k, "int16", w_mask, ep(rows)),

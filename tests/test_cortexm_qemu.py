@@ -80,6 +80,14 @@ def test_zoo_models(tmp_path, make):
     check_on_boards(save(make(), tmp_path), tmp_path)
 
 
+def test_transposed_dense_under_qemu(tmp_path):
+    """A 500 -> 100 binary layer (ragged words, a tail row block, fused threshold) takes the
+    transposed kernel; random inputs make it visit either half (the rarer activation value)."""
+    path = save(zoo.mlp(3, sizes=(64, 500, 100, 10)), tmp_path)
+    out = check_on_boards(path, tmp_path, n=24)
+    assert "dense_xnor_t_thr" in (out / "edge_kernels.c").read_text()
+
+
 def test_external_data_model(tmp_path):
     check_on_boards(zoo.external_data_mlp(0, tmp_path / "ext.onnx"), tmp_path, boards=BOARDS[:1])
 

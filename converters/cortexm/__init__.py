@@ -28,12 +28,16 @@ Layouts (bit conventions from `edge_sdk.bitpack`: bit 1 = +1, LSB first, pad bit
   after a packed tensor [O][P*ceil(C/32)] words with columns moved from the IR's C order to
   the packed positions (channel padding 0 in weights and activations, so it XORs to 0);
   multi-bit-input layers keep the IR's column order, [O][ceil(K/32)] words. Ternary weights
-  add a mask plane after the sign plane.
+  add a mask plane after the sign plane. Wide binary x binary dense layers use the transposed
+  layout instead (kernels_dense_t.py): [ceil(O/32)][K' + 1] words, 32 output rows per word, then
+  each row's weight popcount.
 - Thresholds: int32 table thr = s * tau (s = -1 for flipped channels), then s if any channel
   flips, then the packed `zero` flags if any channel ties (kernels_threshold.py).
 
-Kernels: binary dense (carry-save adders over straight-line 32-word chunks, one shared SWAR
-count of the leftover level words per row; always SWAR, whatever `popcount` says) and its masked
+Kernels: binary dense, transposed where it pays (plan.transposed_pays: bit-sliced row counters
+over the rarer half of the inputs) or row by row (carry-save adders over straight-line 32-word
+chunks, one shared SWAR count of the leftover level words per row; always SWAR, whatever
+`popcount` says), and its masked
 (ternary weights and/or activations) variant, binary/ternary conv2d (receptive field
 gathered once per pixel; stride, dilation, pads whose taps contribute 0), multi-bit-input
 dense and conv (add/and selection from weight bits); each of these with int32 output or a

@@ -71,16 +71,20 @@ def weight_values(weights: L.Weights) -> np.ndarray:
     return np.asarray(weights.unpack(), dtype=np.int8)
 
 
+def dense_bits_positions(k: int, src: Storage) -> np.ndarray:
+    """The packed activation bit that each of a Dense's `k` columns (IR C order) reads."""
+    i = np.arange(k)
+    return (i % src.pixels) * src.cw * 32 + i // src.pixels
+
+
 def dense_bits_weights(values: np.ndarray, src: Storage) -> np.ndarray:
     """Weights of a Dense reading a packed tensor: column i goes to bit (i % P) * CW*32 + i // P.
 
     Positions no column maps to (channel padding) stay 0 in both planes, like the activations.
     """
     rows, k = values.shape
-    i = np.arange(k)
-    pos = (i % src.pixels) * src.cw * 32 + i // src.pixels
     scattered = np.zeros((rows, src.plane_words * 32), dtype=np.int8)
-    scattered[:, pos] = values
+    scattered[:, dense_bits_positions(k, src)] = values
     return _planes(scattered, bool((values == 0).any()))
 
 

@@ -24,6 +24,7 @@ from .geometry import Window
 from .kernels_conv import binary_conv, int_conv
 from .kernels_copy import copy_int, unpack_bits
 from .kernels_dense import binary_dense, int_dense
+from .kernels_dense_t import binary_dense_t, transposed_weights
 from .kernels_pool import pool_bits, pool_int
 from .kernels_threshold import Epilogue, threshold_pack
 from .layout import Storage
@@ -34,6 +35,24 @@ from .tir_to_c import Kernel
 INT_LIMIT = 2**30 - 1
 IN_BUFFER = "in"
 OUT_BUFFER = "out"
+
+TRANSPOSED_MAX_K = 2048  # visit list <= 4.2 KB of stack
+
+
+def transposed_pays(rows: int, kp: int) -> bool:
+    """Whether a binary x binary dense of `rows` outputs over `kp` packed input bits runs in
+    fewer instructions with the transposed kernel (kernels_dense_t.py) than row by row.
+
+    Cortex-M4 instruction counts measured with bench/cortex_m.py: row by row ~0.33 per MAC;
+    transposed ~4 per input bit to build the visit list, ~9 per visited input (at most kp/2)
+    per block of 32 rows, ~25 per row to read the bit-sliced counts. Few rows or short rows
+    leave the fixed parts unpaid. Inputs are bounded so the visit list (4 * (kp/2 + 16) bytes
+    of stack) stays small next to a microcontroller's RAM.
+    """
+    if kp > TRANSPOSED_MAX_K:
+        return False
+    transposed = 4 * kp + ((rows + 31) // 32) * 4.5 * kp + 25 * rows
+    return transposed < 0.33 * kp * rows
 
 
 @dataclass(frozen=True)
@@ -238,7 +257,15 @@ class Planner:
         rows, k = values.shape
         ternary = bool((values == 0).any())
         wkind = "ternary" if ternary else "binary"
-        if src.is_bits:
+        if src.is_bits and not (src.mask or ternary) and transposed_pays(rows, src.plane_words * 32):
+            w = self.table("uint32_t", transposed_weights(
+                values, layout.dense_bits_positions(k, src), src.plane_words))
+            dst, ep, t, note = self.compute_output(layer, out, rows, 1)
+            self.emit(i, "dense_xnor_t" + ("_thr" if ep else ""), binary_dense_t,
+                      (rows, src.plane_words, k, ep), [self.arg(src), w, *t, self.arg(dst)],
+                      f"layer {i}: dense {k} -> {rows}, packed input, binary weights "
+                      f"(transposed){note}")
+        elif src.is_bits:
             w = self.table("uint32_t", layout.dense_bits_weights(values, src))
             dst, ep, t, note = self.compute_output(layer, out, rows, 1)
             kind = "dense_xnor" if not (src.mask or ternary) else "dense_masked"
