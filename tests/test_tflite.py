@@ -526,3 +526,12 @@ def test_lce_mlp_runs_on_the_backends(tmp_path, target):
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert_close_to_reference(np.load(tmp_path / "y.npy"), np.load(LARQ / "mlp_lce_ref.npy"),
                               exact=False)
+
+
+def test_ir_folder_keeps_padding_and_softmax(models, tmp_path):
+    """`convert --target ir` then reading the folder runs the same model (+1 pads, softmax)."""
+    x = np.load(LARQ / "cnn_lce_x.npy")
+    m = models["cnn_lce"]
+    again = edge_sdk.load(m.save_ir(tmp_path / "ir"))
+    assert np.array_equal(again.run(x), m.run(x))
+    assert [c.pad_value for c in again.ir.layers if c.kind == "conv2d"] == [0, 1, 1, 0]
