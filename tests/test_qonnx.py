@@ -201,8 +201,8 @@ def test_per_channel_weight_scales(tmp_path):
 
 
 def test_cnn_with_scaled_activations_maxpool_and_bias(tmp_path):
-    """Conv(+bias) -> BN -> BipolarQuant(0.5) -> MaxPool -> Conv -> MultiThreshold -> Flatten
-    -> Gemm(+bias) -> BN: the 0.5 rides through MaxPool into the second conv."""
+    """Conv(+bias) -> BN -> BipolarQuant(0.5) -> MaxPool -> Conv -> MultiThreshold (±0.5) ->
+    Flatten -> Gemm(+bias) -> BN: each 0.5 rides through MaxPool / Flatten to the next layer."""
     rng = np.random.default_rng(21)
     g = QB("cnn")
     x = g.add_input("x", ["N", 1, 8, 8])
@@ -212,7 +212,7 @@ def test_cnn_with_scaled_activations_maxpool_and_bias(tmp_path):
     a = g.op("MaxPool", [a], kernel_shape=[2, 2], strides=[2, 2])
     w2 = g.bipolar(g.c("w2", latent(rng, 16, 8, 3, 3)), 0.125)
     a = g.op("Conv", [a, w2, g.c("b2", rng.normal(0, 0.25, 16))])
-    a = g.multithreshold(a, rng.normal(0, 0.5, (16, 1)))
+    a = g.multithreshold(a, rng.normal(0, 0.5, (16, 1)), out_scale=1.0, out_bias=-0.5)
     a = g.op("Flatten", [a], axis=1)
     w3 = g.bipolar(g.c("w3", latent(rng, 10, 64)), 1.0)
     y = g.bn(g.gemm(a, w3, bias=rng.normal(0, 1, 10)), rng, 10, spread=8.0)
@@ -278,6 +278,60 @@ def test_cli_run_check_uses_the_qonnx_executor(tmp_path):
     assert "golden vs qonnx: equal to float32 rounding on 64 samples" in r.stdout
     r = run_cli("inspect", EXAMPLE)
     assert r.returncode == 0 and "(qonnx, opset 20" in r.stdout
+
+
+def _brevitas_export(module, shape, path: Path) -> Path:
+    torch = pytest.importorskip("torch")
+    brevitas_export = pytest.importorskip("brevitas.export")
+    module.eval()
+    brevitas_export.export_qonnx(module, args=torch.zeros(shape), export_path=str(path),
+                                 dynamo=True, optimize=True, external_data=False)
+    return path
+
+
+@pytest.mark.slow
+def test_brevitas_cnn_with_ternary_conv_weights(tmp_path):
+    """Brevitas' own export: ternary conv (Quant, 2 bits), binary conv and linear
+    (BipolarQuant ±0.1), binary activations, max-pool, flatten, a biased last layer."""
+    torch = pytest.importorskip("torch")
+    bnn = pytest.importorskip("brevitas.nn")
+    from brevitas.quant import binary, ternary
+
+    torch.manual_seed(0)
+    w2, w1, act = (ternary.SignedTernaryWeightPerTensorConst,
+                   binary.SignedBinaryWeightPerTensorConst, binary.SignedBinaryActPerTensorConst)
+    net = torch.nn.Sequential(
+        bnn.QuantConv2d(1, 8, 3, padding=1, bias=False, weight_quant=w2),
+        torch.nn.BatchNorm2d(8), bnn.QuantIdentity(act_quant=act), torch.nn.MaxPool2d(2),
+        bnn.QuantConv2d(8, 16, 3, bias=False, weight_quant=w1), torch.nn.BatchNorm2d(16),
+        bnn.QuantIdentity(act_quant=act), torch.nn.Flatten(),
+        bnn.QuantLinear(64, 10, bias=True, weight_quant=w1))
+    for bn in (net[1], net[5]):  # trained-looking statistics, some gamma < 0
+        bn.running_mean.uniform_(-2, 2)
+        bn.running_var.uniform_(0.5, 4)
+        bn.weight.data.uniform_(-1, 1)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    path = _brevitas_export(net, (1, 1, 8, 8), tmp_path / "cnn.onnx")
+    x = ints(np.random.default_rng(0), 256, 1, 8, 8, hi=16)
+    m = edge_sdk.load(path)
+    y = m.run(x)
+    assert_close_to_reference(y, run_qonnx(path, x), exact=False)
+    with torch.no_grad():
+        assert_close_to_reference(y, net(torch.from_numpy(x)).numpy(), exact=False)
+    assert m.ir.layers[1].weights.ternary and not m.ir.layers[4].weights.ternary
+
+
+@pytest.mark.slow
+def test_brevitas_default_bit_width_1_is_refused(tmp_path):
+    """Brevitas' default 1-bit quantisers export BipolarQuant(scale=inf): refused with a hint."""
+    bnn = pytest.importorskip("brevitas.nn")
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(bnn.QuantLinear(8, 4, bias=False, weight_bit_width=1),
+                              bnn.QuantIdentity(bit_width=1))
+    path = _brevitas_export(net, (1, 8), tmp_path / "inf.onnx")
+    r = run_cli("inspect", path)
+    assert r.returncode == 2
+    assert "scale must be finite, got [inf]" in r.stderr and "SignedBinary" in r.stderr
 
 
 # ---------------------------------------------------------------------------- op semantics
@@ -416,6 +470,16 @@ def test_non_constant_scale_refused(tmp_path):
     a = g.gemm(x, g.bipolar(g.c("w", latent(np.random.default_rng(4), 4, 8)), 1.0))
     m = g.build(g.op("BipolarQuant", [a, a], domain=QD), ["N", 4])
     refused(m, tmp_path, "(BipolarQuant)", "must be a constant")
+
+
+def test_per_channel_activation_magnitudes_before_a_layer_refused(tmp_path):
+    g = QB("bad")
+    x = g.add_input("x", ["N", 8])
+    a = g.gemm(x, g.bipolar(g.c("w", latent(np.random.default_rng(5), 4, 8)), 1.0))
+    a = g.op("Flatten", [g.bipolar(a, np.array([[0.5, 0.25, 0.5, 0.5]], F32))])
+    m = g.build(g.gemm(a, g.bipolar(g.c("w2", latent(np.random.default_rng(6), 3, 4)), 1.0)),
+                ["N", 3])
+    refused(m, tmp_path, "(Gemm)", "magnitude differs per channel")
 
 
 @pytest.mark.parametrize("domain,op", [(QD, "XnorPopcountMatMul"), ("com.example", "Foo"),

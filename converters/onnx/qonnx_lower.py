@@ -82,6 +82,7 @@ class Lowering:
         self.inits: list[onnx.TensorProto] = []
         self.scaled: dict[str, Scaled] = {}
         self.chains: dict[str, Chain] = {}
+        self.uneven: set[str] = set()  # ±a_c data, a varying per channel
         self.node: onnx.NodeProto | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -141,6 +142,13 @@ class Lowering:
                           "supported only directly before a binarising quantiser (multi-bit "
                           "data otherwise)")
         data = node.input[0] if node.input else ""
+        if data in self.uneven:
+            if node.op_type in LINEAR:
+                self.fail(f"reads '{data}', binary activations whose magnitude differs per "
+                          "channel; a layer needs one magnitude for all its inputs (a "
+                          "per-tensor activation scale)")
+            if node.op_type in COMMUTING:
+                self.uneven.update(o for o in node.output if o)
         s = self.scaled.get(data)
         if s is not None and not s.rebuilt:
             if node.op_type in COMMUTING and len([o for o in node.output if o]) == 1:
@@ -267,6 +275,7 @@ class Lowering:
             self.scaled[out] = Scaled(pm1, np.float32(a[0]))
         else:  # per-channel magnitudes: rebuild the float values right away
             self.emit("Mul", [pm1, self.const_init(f"{out}__scale", b.magnitude)], out)
+            self.uneven.add(out)
 
     def trunc(self, node: onnx.NodeProto, spec: Q.TruncSpec) -> None:
         out = node.output[0]
