@@ -77,7 +77,11 @@ class Reference:
             fn = getattr(self, f"op_{op.name}", None)
             if fn is None:
                 raise EdgeError(f"{self.m.file}: reference: operator {op.name} is not supported")
-            self.env[op.outputs[0]] = fn(op)
+            try:
+                self.env[op.outputs[0]] = fn(op)
+            except (ValueError, IndexError, TypeError) as exc:  # shapes the frontend let pass
+                raise EdgeError(f"{self.m.file}: reference: operator #{op.index} {op.name} "
+                                f"cannot run: {exc}") from None
         return self.env[self.m.outputs[0]]
 
     # ------------------------------------------------------------------ plain ops
