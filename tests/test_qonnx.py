@@ -278,6 +278,10 @@ def test_cli_run_check_uses_the_qonnx_executor(tmp_path):
     assert "golden vs qonnx: equal to float32 rounding on 64 samples" in r.stdout
     r = run_cli("inspect", EXAMPLE)
     assert r.returncode == 0 and "(qonnx, opset 20" in r.stdout
+    r = run_cli("convert", EXAMPLE, "--target", "ir", "-o", tmp_path / "ir")
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(edge_sdk.load(tmp_path / "ir").run(np.load(EXAMPLES / "digits_mlp_x.npy")),
+                          np.load(out))
 
 
 def _brevitas_export(module, shape, path: Path) -> Path:

@@ -150,7 +150,7 @@ class Lowering:
             if node.op_type in COMMUTING:
                 self.uneven.update(o for o in node.output if o)
         s = self.scaled.get(data)
-        if s is not None and not s.rebuilt:
+        if s is not None:  # the ±1 tensor stays usable after a rebuild for another reader
             if node.op_type in COMMUTING and len([o for o in node.output if o]) == 1:
                 self.carry(node, s)
                 return
