@@ -298,16 +298,16 @@ class Frontend:
         if w.shape[3] != x.info.shape[0]:
             self.fail(f"shape mismatch: the filter takes {w.shape[3]} channels, the data has "
                       f"{x.info.shape[0]}")
-        bias = self.const(op.inputs[2], "bias") if len(op.inputs) > 2 and op.inputs[2] >= 0 \
-            else None
         cw = classify(w.transpose(0, 3, 1, 2).reshape(w.shape[0], -1), self.where())
         out = self._conv(x, cw.values, w.shape[1:3], o.stride, o.dilation, o.padding, 0)
-        ops: list[L.FloatOp] = []
-        if cw.scale is not None:
-            ops.append(L.Mul(cw.scale))
-        if bias is not None:
-            ops.append(L.Add(self.per_channel(bias, out)))
-        self.put(self.affine(out, ops))
+        self.put(self._scale_bias(out, cw.scale, op))
+
+    def _scale_bias(self, out: Val, scale: np.ndarray | None, op: Operator) -> Val:
+        """The float ops after a float CONV_2D / FULLY_CONNECTED: per-row weight scale, bias."""
+        ops: list[L.FloatOp] = [L.Mul(scale)] if scale is not None else []
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            ops.append(L.Add(self.per_channel(self.const(op.inputs[2], "bias"), out)))
+        return self.affine(out, ops)
 
     def _conv(self, x: Val, values: np.ndarray, kernel, stride, dilation, padding: str,
               pad_value: int) -> Val:
@@ -339,17 +339,10 @@ class Frontend:
             wi = np.empty_like(w)
             wi[:, x.perm] = w
             w = wi
-        bias = self.const(op.inputs[2], "bias") if len(op.inputs) > 2 and op.inputs[2] >= 0 \
-            else None
         cw = classify(w, self.where())
         name, info = self.emit(L.Dense, [x.tensor], weights=L.IntWeights(cw.values))
         out = Val(name, info, "vec", (w.shape[0],))
-        ops: list[L.FloatOp] = []
-        if cw.scale is not None:
-            ops.append(L.Mul(cw.scale))
-        if bias is not None:
-            ops.append(L.Add(self.per_channel(bias, out)))
-        self.put(self.affine(out, ops))
+        self.put(self._scale_bias(out, cw.scale, op))
 
     def op_MAX_POOL_2D(self, op: Operator):
         o = schema.pool_options(op)
