@@ -38,16 +38,20 @@ def frozen_weights(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, *,
-                freeze: bool = True, dynamic_batch: bool = True, input_name: str = "input",
-                output_name: str = "logits") -> bool:
+                freeze: bool = True, dynamic_batch: bool = True, optimize: bool = True,
+                input_name: str = "input", output_name: str = "logits") -> bool:
     """Export `model` (eval mode) with `torch.onnx.export(dynamo=True)`; True if batch is dynamic.
 
     A dynamic batch dimension lets the SDK and onnxruntime run any batch; when the exporter
     rejects it, the file is written for batch 1 (the SDK still runs any batch on it).
+    `optimize=False` skips torch's ONNX optimiser, which would fuse BatchNormalization into
+    the Gemm/Conv weights; the SDK then matches onnxruntime bit for bit instead of to float32
+    rounding.
     """
     path = Path(path)
     model.eval()
-    names = {"input_names": [input_name], "output_names": [output_name]}
+    names = {"input_names": [input_name], "output_names": [output_name],
+             "optimize": optimize}
     ctx = frozen_weights(model) if freeze else nullcontext(model)
     with ctx:
         if dynamic_batch:
