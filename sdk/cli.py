@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--check", action="store_true",
                     help="also run onnxruntime (qonnx's executor for QONNX models) on the "
                          "original model and fail (exit 1) unless the outputs agree")
+    sp.add_argument("--fixed-point", action="store_true",
+                    help="run what the targets compute: the factorizer head's integer decoder "
+                         "(binary networks are integer either way)")
 
     sp = sub.add_parser("convert", help="convert a model for a target")
     model_arg(sp)
@@ -146,7 +149,7 @@ def cmd_run(args) -> int:
 
     m = load(args.model, input_range=args.input_range)
     x = load_npy(args.input)
-    outputs = m.run_outputs(x)
+    outputs = m.run_outputs(x, fixed_point=args.fixed_point)
     y = next(iter(outputs.values()))
     save_outputs(args.output, outputs)
     if args.check:

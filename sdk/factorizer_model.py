@@ -38,11 +38,12 @@ class FactorizerModel:
                             f"factorizer: {text[0][:300] if text else type(exc).__name__}"
                             ) from None
 
-    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def run_outputs(self, x: np.ndarray, fixed_point: bool = False) -> dict[str, np.ndarray]:
+        """Indices (and iterations); `fixed_point` runs the integer decoder the targets run."""
         x = np.asarray(x)
         if not np.issubdtype(x.dtype, np.number) or np.iscomplexobj(x):
             raise EdgeError(f"input: dtype {x.dtype} is not numeric")
-        return self.head.decode(self.queries(x))
+        return self.head.decode(self.queries(x), fixed_point=fixed_point)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.run_outputs(x)[self.head.outputs[0]]

@@ -28,8 +28,12 @@ class Model:
         """Golden model on a batch: the same shape and values onnxruntime gives."""
         return golden.run(self.ir, x)
 
-    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every model output by its source name (one for plain networks)."""
+    def run_outputs(self, x: np.ndarray, fixed_point: bool = False) -> dict[str, np.ndarray]:
+        """Every model output by its source name (one for plain networks).
+
+        `fixed_point` changes nothing here: the golden model of a binary network already
+        computes in integers what the targets compute.
+        """
         return {self.ir.source.get("output_name", "output"): self.run(x)}
 
     def save_ir(self, folder: str | Path) -> Path:

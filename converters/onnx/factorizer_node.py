@@ -50,8 +50,11 @@ class FactorizerHead:
     def shape(self) -> tuple[int, int, int, int]:
         return self.codebooks.shape
 
-    def decode(self, queries: np.ndarray) -> dict[str, np.ndarray]:
+    def decode(self, queries: np.ndarray, fixed_point: bool = False) -> dict[str, np.ndarray]:
+        """Run the node; `fixed_point`: quantise the query and run the integer decoder
+        (edge_sdk.factorizer.fixed, the specification the targets follow)."""
         from edge_sdk import factorizer
+        from edge_sdk.factorizer import fixed
 
         q = np.asarray(queries, dtype=np.float64)
         width = self.blocks * self.block_len
@@ -59,7 +62,11 @@ class FactorizerHead:
             raise EdgeError(f"node '{self.node_name}' ({OP}): query of shape {list(q.shape)}, "
                             f"expected [N, {width}] (blocks * block_len)")
         try:
-            idx, iters = factorizer.decode(q, self.codebooks, self.decoder, **self.options)
+            if fixed_point:
+                qi = fixed.quantise(q, self.codebooks)
+                idx, iters = fixed.decode(qi, self.codebooks, self.decoder, **self.options)
+            else:
+                idx, iters = factorizer.decode(q, self.codebooks, self.decoder, **self.options)
         except EdgeError as exc:
             raise EdgeError(f"node '{self.node_name}' ({OP}): {exc}") from None
         out = {self.outputs[0]: idx.astype(np.int64)}
