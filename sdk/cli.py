@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                     "qemu-mps2-an385, nucleo-f446re; fpga: icebreaker)")
     sp.add_argument("--popcount", choices=("swar", "builtin"), default="swar",
                     help="cortex-m: popcount lowering (default: portable SWAR)")
+    sp.add_argument("--library", action="store_true",
+                    help="cortex-m: an embeddable C library (model.c/.h, kernels, CMakeLists.txt; "
+                         "no main, no board files) instead of a firmware build")
     sp.add_argument("--pe", type=int, help="fpga: output neurons computed in parallel")
     sp.add_argument("--simd", type=int, help="fpga: input bits consumed per cycle")
 
@@ -183,6 +186,9 @@ def _check_against_source(m, x: np.ndarray, y: np.ndarray) -> int:
 def cmd_convert(args) -> int:
     from . import load, targets
 
+    if args.library and args.target != "cortex-m":
+        raise EdgeError(f"--library makes a C library: it needs --target cortex-m, not "
+                        f"{args.target}")
     m = load(args.model, input_range=args.input_range)
     if args.target == "ir":
         m.save_ir(args.out)
@@ -192,6 +198,8 @@ def cmd_convert(args) -> int:
                if v is not None}
     if args.target == "cortex-m":
         options["popcount"] = args.popcount
+        if args.library:
+            options["library"] = True
     targets.convert(m, args.target, args.out, options)
     print(f"wrote {args.target} build folder {args.out}", file=sys.stderr)
     return 0

@@ -4,6 +4,8 @@
 builds the ELF for the board and measures it (arm-none-eabi-size, exact instruction counts under
 unicorn on deterministic random inputs), so `report.json` holds real numbers. `simulate` runs
 every input through the firmware under QEMU (semihosting files) and also counts instructions.
+With the option `library` (`convert --library`), `convert` writes an embeddable library instead
+(library.py: no firmware, no ELF), which `simulate`, `build` and `flash` refuse.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from edge_sdk.errors import EdgeError
 from edge_sdk.ir.graph import Graph
 from edge_sdk.reports.table import kv_table
 
-from . import boards, codegen, icount, qemu, toolchain
+from . import boards, codegen, icount, library, qemu, toolchain
 from .makefile import write_makefile
 
 ELF = "model.elf"
@@ -51,6 +53,8 @@ def convert(ir: Graph, options: dict, folder: Path) -> dict:
     board = _board(options)
     cm = codegen.build(ir, popcount=options.get("popcount", "swar"))
     _check_fit(cm.info, board)
+    if options.get("library"):
+        return library.write(ir, cm, board, folder)
     for name, text in sorted(cm.files.items()):
         (folder / name).write_text(text)
     write_makefile(folder, board, sorted(n for n in cm.files if n.endswith(".c")))
@@ -67,13 +71,7 @@ def _measure(folder: Path, ir: Graph, info: codegen.ModelInfo, board: boards.Boa
         "size": sizes,
         "flash_bytes": sizes["text"] + sizes["data"],
         "ram_bytes": sizes["data"] + sizes["bss"],
-        "weight_bytes": info.weight_bytes,
-        "arena_bytes": info.arena_bytes,
-        "input": {"dtype": info.input_dtype, "range": list(info.input_range),
-                  "elements": info.input_size},
-        "output_elements": info.output_size,
-        "macs": info.total_macs,
-        "binary_macs": info.binary_macs,
+        **info.facts(),
     }
     if board.qemu_machine is not None:  # unicorn emulates the same core
         res = icount.count_instructions(elf, board, _inputs(info, REPORT_SAMPLES),
@@ -87,9 +85,17 @@ def _measure(folder: Path, ir: Graph, info: codegen.ModelInfo, board: boards.Boa
     return report
 
 
+def _refuse_library(folder: Path, meta: dict, action: str) -> None:
+    if meta.get("options", {}).get("library"):
+        raise EdgeError(f"{folder}: a library build (convert --library) has no firmware to "
+                        f"{action}; build it into your firmware project (see its README.md), or "
+                        "convert again without --library")
+
+
 def simulate(folder: Path, meta: dict, ir: Graph, q: np.ndarray, x: np.ndarray,
              board: str | None = None, count: bool = True) -> tuple[np.ndarray, dict]:
     del x  # the firmware takes the quantised integers
+    _refuse_library(folder, meta, "simulate")
     b = _board(meta, board)
     elf = _elf(folder, b)
     if not elf.exists():
@@ -121,12 +127,22 @@ def report(folder: Path, meta: dict) -> dict:
 
 
 def format_report(r: dict) -> str:
-    rows = [
-        ("board", f"{r['board']} ({r['cpu']})"),
-        ("flash", (f"{r['flash_bytes']} B (text {r['size']['text']}, data {r['size']['data']}); "
-                  f"weights {r['weight_bytes']} B")),
-        ("RAM", (f"{r['ram_bytes']} B (data + bss {r['size']['bss']}); arena "
-                f"{r['arena_bytes']} B; stack {r['size'].get('stack', 0)} B")),
+    rows = [("board", f"{r['board']} ({r['cpu']})")]
+    if r.get("library"):
+        rows.append(("build", ("C library (convert --library): sizes of the model's objects "
+                     "alone, no firmware")))
+    if "size" in r:
+        rows += [
+            ("flash", (f"{r['flash_bytes']} B (text {r['size']['text']}, data "
+                       f"{r['size']['data']}); weights {r['weight_bytes']} B")),
+            ("RAM", (f"{r['ram_bytes']} B (data + bss {r['size']['bss']}); arena "
+                     f"{r['arena_bytes']} B"
+                     + (f"; stack {r['size']['stack']} B" if "stack" in r["size"] else ""))),
+        ]
+    else:
+        rows.append(("memory", (f"weights {r['weight_bytes']} B, arena {r['arena_bytes']} B "
+                     "(arm-none-eabi-gcc absent: objects not measured)")))
+    rows += [
         ("input", (f"{r['input']['elements']} x {r['input']['dtype']} in "
                   f"[{r['input']['range'][0]}, {r['input']['range'][1]}]")),
         ("MACs", f"{r['macs']} ({r['binary_macs']} binary)"),
@@ -140,6 +156,7 @@ def format_report(r: dict) -> str:
 
 
 def build(folder: Path, meta: dict, board: str | None) -> str:
+    _refuse_library(folder, meta, "build")
     b = _board(meta, board)
     elf = toolchain.build(folder, b, _elf(folder, b))
     s = toolchain.size(elf)
@@ -147,6 +164,7 @@ def build(folder: Path, meta: dict, board: str | None) -> str:
 
 
 def flash(folder: Path, meta: dict, board: str | None) -> str:
+    _refuse_library(folder, meta, "flash")
     b = _board(meta, board)
     if b.pyocd_target is None:
         raise EdgeError(f"board {b.name} is simulated (QEMU); there is nothing to flash — use "

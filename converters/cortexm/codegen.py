@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ...errors import EdgeError
 from ...ir.graph import Graph
 from .emit import write_files
-from .plan import LayerCost, make_plan
+from .plan import LayerCost, Plan, make_plan
 from .popcount import MODES
 
 
@@ -31,11 +31,24 @@ class ModelInfo:
     def total_macs(self) -> int:
         return sum(c.macs for c in self.layers)
 
+    def facts(self) -> dict:
+        """The model's part of report.json, the same for firmware and library builds."""
+        return {
+            "weight_bytes": self.weight_bytes,
+            "arena_bytes": self.arena_bytes,
+            "input": {"dtype": self.input_dtype, "range": list(self.input_range),
+                      "elements": self.input_size},
+            "output_elements": self.output_size,
+            "macs": self.total_macs,
+            "binary_macs": self.binary_macs,
+        }
+
 
 @dataclass(frozen=True)
 class CModel:
     files: dict[str, str]
     info: ModelInfo
+    plan: Plan  # what the files were written from (library.py re-emits model.h with docs)
 
 
 def build(graph: Graph, popcount: str = "swar", *, fuse: bool = True) -> CModel:
@@ -57,7 +70,7 @@ def build(graph: Graph, popcount: str = "swar", *, fuse: bool = True) -> CModel:
         output_size=plan.out_size,
         layers=tuple(plan.costs),
     )
-    return CModel(files, info)
+    return CModel(files, info, plan)
 
 
 def generate(graph: Graph, popcount: str = "swar", *, fuse: bool = True) -> dict[str, str]:

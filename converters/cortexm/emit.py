@@ -45,22 +45,24 @@ def kernels_c(kernels: list[Kernel], popcount: str) -> tuple[str, str]:
     return header, source
 
 
-def model_h(plan: Plan) -> str:
+def model_h(plan: Plan, doc: str = "", defines: str = "", api: str = "") -> str:
+    """model.h; a library build (library.py) adds a `doc` comment, extra `defines` and `api`
+    declarations, the firmware build leaves them empty."""
     lo, hi = plan.in_range
     return (
-        f"{BANNER}#ifndef EDGE_MODEL_H\n#define EDGE_MODEL_H\n\n#include <stdint.h>\n\n"
+        f"{BANNER}{doc}#ifndef EDGE_MODEL_H\n#define EDGE_MODEL_H\n\n#include <stdint.h>\n\n"
         f"#define EDGE_IN_T {plan.in_dtype}_t\n"
         f"#define EDGE_IN_MIN ({lo})\n"
         f"#define EDGE_IN_MAX ({hi})\n"
         f"#define EDGE_IN_SIZE {plan.in_size}\n"
         f"#define EDGE_OUT_SIZE {plan.out_size}\n"
         f"#define EDGE_ARENA_BYTES {4 * plan.arena_words}\n"
-        f"#define EDGE_WEIGHT_BYTES {plan.weight_bytes}\n\n"
+        f"#define EDGE_WEIGHT_BYTES {plan.weight_bytes}\n{defines}\n"
         "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
         "/* Run one inference: `in` holds EDGE_IN_SIZE integers in [EDGE_IN_MIN, EDGE_IN_MAX]\n"
         " * (the model's input in C order, already quantised); `out` receives EDGE_OUT_SIZE\n"
         " * int32 scores (the tensor that feeds the model's Scores layer, C order). Returns 0. */\n"
-        "int edge_model_run(const EDGE_IN_T *in, int32_t *out);\n\n"
+        f"int edge_model_run(const EDGE_IN_T *in, int32_t *out);\n\n{api}"
         "#ifdef __cplusplus\n}\n#endif\n\n#endif /* EDGE_MODEL_H */\n"
     )
 

@@ -40,6 +40,7 @@ __all__ = [
     "firmware_dir",
     "link_flags",
     "model_sources",
+    "object_sizes",
     "read_elf",
     "size",
     "validate_batch",
@@ -219,6 +220,26 @@ def size(elf: str | Path) -> dict[str, int]:
         if len(parts) >= 2 and parts[0] == ".stack_reserve":
             stack = int(parts[1])
     return {"text": text, "data": data, "bss": bss - stack, "stack": stack}
+
+
+def object_sizes(src_dir: str | Path, board: str | Board) -> dict[str, int]:
+    """text/data/bss of the model's own objects, compiled for `board` as `build()` compiles
+    them: what a library build adds to a firmware (before --gc-sections, which keeps all of
+    it: every kernel and table is used)."""
+    board = get_board(board)
+    gcc, tool = find_tool(_GCC), find_tool(_SIZE)
+    src_dir = Path(src_dir).resolve()
+    names = model_sources(src_dir)
+    flags = compile_flags(board, [src_dir])
+    with tempfile.TemporaryDirectory(prefix="edge-objects-") as tmp:
+        objs = [Path(tmp) / (Path(n).stem + ".o") for n in names]
+        for name, obj in zip(names, objs, strict=True):
+            error = _compile(gcc, flags, src_dir / name, obj)
+            if error:
+                raise EdgeError(error)
+        totals = _run_tool([tool, "-B", "-t", *map(str, objs)], src_dir).splitlines()[-1]
+    text, data, bss = (int(v) for v in totals.split()[:3])
+    return {"text": text, "data": data, "bss": bss}
 
 
 def _run_tool(cmd: list[str], elf: Path) -> str:
