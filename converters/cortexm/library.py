@@ -111,7 +111,7 @@ def header_doc(ir: Graph, cm: CModel, out: float_output.FloatOutput) -> str:
         paras.append(f"Function: {OUTPUT_FN}() computes y from the scores bit for bit as "
                      "edge-sdk's golden model (`edge-sdk run`) does." if out.available else
                      "A softmax comes before other ops: there is no C function for them here.")
-    if len(s_info.shape) == 1 and s_info.shape[0] > 1:
+    if len(s_info.shape) == 1 and s_info.shape[0] > 1 and out.available:
         paras.append("Class: the index of the largest score (the output ops keep the order, "
                      "up to float32 ties)." if float_output.keeps_argmax(out.steps) else
                      f"Class: the index of the largest y from {OUTPUT_FN}(), not of the largest "
