@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=text)
         sp.add_argument("folder")
         sp.add_argument("--board", help="board (default: the one given to convert)")
+    from .diff import add_parser as add_diff
+
+    add_diff(sub)
     return p
 
 
@@ -247,6 +250,12 @@ def _board_cmd(args, action: str) -> int:
     return 0
 
 
+def _diff(args) -> int:
+    from .diff import cmd_diff
+
+    return cmd_diff(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -254,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "inspect": cmd_inspect, "run": cmd_run, "convert": cmd_convert,
             "simulate": cmd_simulate, "report": cmd_report,
             "build": lambda a: _board_cmd(a, "build"), "flash": lambda a: _board_cmd(a, "flash"),
+            "diff": _diff,
         }
         return commands[args.cmd](args)
     except EdgeError as exc:

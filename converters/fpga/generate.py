@@ -27,7 +27,11 @@ FORMAT = "edge-sdk-fpga/1"
 def build(graph: Graph, pe: Folding = None, simd: Folding = None
           ) -> tuple[Plan, Network, Schedule]:
     """Plan, Amaranth top and schedule (no Verilog yet): the fast simulation path starts here."""
-    p = plan(graph, pe, simd)
+    return assemble(plan(graph, pe, simd))
+
+
+def assemble(p: Plan) -> tuple[Plan, Network, Schedule]:
+    """Amaranth top and schedule of a hardware plan (the layer diff passes its debug plan)."""
     net = Network(p.stages, p.names)
     timings = [stage_timing(n, safe_label(lbl, 80), spec, comp)
                for n, lbl, spec, comp in zip(p.names, p.layers, p.stages, net.stages, strict=True)]

@@ -97,15 +97,18 @@ def _chain(graph: Graph) -> list[L.Layer]:
     return layers
 
 
-def _drafts(layers: list[L.Layer]) -> list[tuple[str, list[L.Layer]]]:
-    """Group layers into stages: ("engine", [dense|conv, threshold?]), ("pool", [mp]), ..."""
+def _drafts(layers: list[L.Layer], fuse: bool = True) -> list[tuple[str, list[L.Layer]]]:
+    """Group layers into stages: ("engine", [dense|conv, threshold?]), ("pool", [mp]), ...
+
+    fuse=False (debug builds) gives every threshold its own stage, so the accumulators travel
+    on a stream where a probe can see them."""
     out: list[tuple[str, list[L.Layer]]] = []
     k = 1
     while k < len(layers) - 1:
         layer = layers[k]
         if isinstance(layer, (L.Dense, L.Conv2d)):
             nxt = layers[k + 1]
-            if isinstance(nxt, L.Threshold):
+            if fuse and isinstance(nxt, L.Threshold):
                 out.append(("engine", [layer, nxt]))
                 k += 2
                 continue
@@ -241,13 +244,15 @@ def _hw_weights(layer: L.Layer, frame, perm: np.ndarray) -> np.ndarray:
     return w.reshape(w.shape[0], c, kh * kw).transpose(0, 2, 1).copy()
 
 
-def plan(graph: Graph, pe: Folding = None, simd: Folding = None) -> Plan:
-    """Map a lowered IR graph onto hardware stages; raises EdgeError when it cannot."""
+def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = True) -> Plan:
+    """Map a lowered IR graph onto hardware stages; raises EdgeError when it cannot.
+
+    fuse=False: thresholds as stages of their own (the layer diff's debug design)."""
     if not graph.lowered:
         raise EdgeError("fpga: the graph is not lowered (call passes.pipeline.lower first)")
     layers = _chain(graph)
     infos = graph.infos()
-    drafts = _drafts(layers)
+    drafts = _drafts(layers, fuse)
 
     # geometry walk #1: shapes for folding
     inp = infos[layers[0].output]

@@ -74,6 +74,7 @@ class Frontend:
         self.infos: dict[str, TensorInfo] = {}
         self.counts: dict[str, int] = {}
         self.node: onnx.NodeProto | None = None
+        self.tensor_map: dict[str, str] = {}  # ONNX tensor -> IR tensor holding its values
 
     # ------------------------------------------------------------------ helpers
     def where(self) -> str:
@@ -151,6 +152,7 @@ class Frontend:
                 dom = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
                 self.fail(f"unsupported operator {dom}{node.op_type}")
             handler(node)
+            self._record(node)
         self.node = None
         out_name = g.output[0].name
         out = self.vals.get(out_name)
@@ -161,8 +163,22 @@ class Frontend:
         opset = next(o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx"))
         src = {"file": Path(self.file).name, "format": "onnx", "opset": int(opset),
                "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
-               "input_name": self._input_name, "output_name": out_name}
+               "input_name": self._input_name, "output_name": out_name,
+               "tensors": dict(self.tensor_map)}
         return Graph(Path(self.file).stem, self.layers, ["input"], [out.tensor], src)
+
+    def _record(self, node: onnx.NodeProto) -> None:
+        """Note which IR tensor holds the values of each output of `node`, so the layer diff
+        (`edge-sdk diff`) can ask the source's executor for exactly those tensors. Skipped:
+        data behind a Clip that only the following sign absorbs (the IR keeps it unclipped),
+        the model input (the IR holds it quantised) and casts that could round."""
+        if node.op_type == "Cast" and self.attrs().get("to") not in (onnx.TensorProto.FLOAT,
+                                                                     onnx.TensorProto.DOUBLE):
+            return
+        for name in node.output:
+            v = self.vals.get(name)
+            if isinstance(v, Val) and not v.clip_ok and v.tensor != "input":
+                self.tensor_map[name] = v.tensor
 
     def _input(self, vi: onnx.ValueInfoProto) -> None:
         tt = vi.type.tensor_type
