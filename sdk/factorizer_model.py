@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from .api import ModelAPI
 from .errors import EdgeError
 
 
-class FactorizerModel:
+class FactorizerModel(ModelAPI):
     def __init__(self, path: str, network: onnx.ModelProto, head):
         self.path = path
         self.head = head

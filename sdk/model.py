@@ -10,14 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from . import golden
+from .api import ModelAPI
 from .errors import EdgeError
 from .ir import serialize
 from .ir.graph import Graph
 from .passes.pipeline import lower
 
 
-class Model:
-    """A model imported into the IR: `source` as the frontend read it, `ir` lowered."""
+class Model(ModelAPI):
+    """A model imported into the IR: `source` as the frontend read it, `ir` lowered.
+
+    `run` is the golden model; `inspect`, `check` and `convert` come from `api.ModelAPI`.
+    """
 
     def __init__(self, source: Graph | None, ir: Graph, path: str):
         self.source = source

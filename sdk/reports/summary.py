@@ -96,10 +96,14 @@ def _cell(v) -> str:
     return str(v) if v not in ("", None) else "-"
 
 
-def as_json(graph: Graph) -> str:
+def inspect_data(graph: Graph) -> dict:
+    """What `inspect --json` prints and `Model.inspect().data` holds: model, layers, totals."""
     rows = layer_rows(graph)
-    return json.dumps({"model": graph.name, "source": graph.source, "layers": rows,
-                       "totals": totals(rows)}, indent=1, sort_keys=True)
+    return {"model": graph.name, "source": graph.source, "layers": rows, "totals": totals(rows)}
+
+
+def as_json(graph: Graph) -> str:
+    return json.dumps(inspect_data(graph), indent=1, sort_keys=True)
 
 
 def format_factorizer(s: dict) -> str:
