@@ -97,10 +97,10 @@ def references(source: Graph, ir: Graph) -> list[Reference]:
     return out
 
 
-def _site(ir: Graph, tensor: str, detail: str = "") -> Site:
+def _site(ir: Graph, tensor: str, detail: str = "", ops: int = 0) -> Site:
     for i, layer in enumerate(ir.layers):
         if layer.output == tensor:
-            return Site(i, layer.name, layer.kind, layer.source, detail)
+            return Site(i, layer.name, layer.kind, layer.source, detail, ops)
     raise KeyError(tensor)
 
 
@@ -154,8 +154,9 @@ def source_vs_golden(model: Model, x: np.ndarray, atol: float = 0.0,
         else:
             detail = ""
             bad = compare_exact(got, want)
-        rows.append(Row(_site(model.ir, r.tensor, detail), tuple(got.shape[1:]), not r.ops, bad))
-    rows.sort(key=lambda row: (row.site.order, not row.exact))
+        rows.append(Row(_site(model.ir, r.tensor, detail, len(r.ops)), tuple(got.shape[1:]),
+                        not r.ops, bad))
+    rows.sort(key=lambda row: row.site.key)
     return Comparison("golden", label, n, rows)
 
 

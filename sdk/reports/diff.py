@@ -28,6 +28,11 @@ class Site:
     kind: str
     source: str = ""  # the source node(s) the layer came from
     detail: str = ""  # e.g. which ONNX tensor, and whether float ops were applied
+    ops: int = 0  # float ops applied to the layer's output before comparing (0: none)
+
+    @property
+    def key(self) -> tuple[int, int, str, str]:
+        return (self.order, self.ops, self.layer, self.detail)
 
     def describe(self) -> str:
         where = f"{self.kind}, from '{self.source}'" if self.source else self.kind
@@ -81,7 +86,7 @@ class Comparison:
     @property
     def first(self) -> Row | None:
         bad = [r for r in self.rows if r.mismatch is not None]
-        return min(bad, key=lambda r: r.site.order) if bad else None
+        return min(bad, key=lambda r: r.site.key) if bad else None
 
     @property
     def differs(self) -> bool:
@@ -144,10 +149,10 @@ def compare_float(got: np.ndarray, want: np.ndarray, k: int, atol: float = 0.0
 def table(comparisons: list[Comparison]) -> str:
     """One line per compared layer output, one column per comparison."""
     runs = [c for c in comparisons if not c.skipped]
-    sites: dict[tuple[int, str, str], tuple[Site, tuple[int, ...]]] = {}
+    sites: dict[tuple, tuple[Site, tuple[int, ...]]] = {}
     for c in runs:
         for r in c.rows:
-            sites.setdefault((r.site.order, r.site.layer, r.site.detail), (r.site, r.shape))
+            sites.setdefault(r.site.key, (r.site, r.shape))
     head = ["layer", "kind", "shape", *(c.name for c in runs)]
     cells = [head]
     for key in sorted(sites):
@@ -155,8 +160,7 @@ def table(comparisons: list[Comparison]) -> str:
         name = site.layer + (f" [{site.detail}]" if site.detail else "")
         line = [name, site.kind, "x".join(map(str, shape)) or "1"]
         for c in runs:
-            row = next((r for r in c.rows if (r.site.order, r.site.layer, r.site.detail) == key),
-                       None)
+            row = next((r for r in c.rows if r.site.key == key), None)
             if row is None or not row.observed:
                 line.append("-")
             elif row.mismatch is None:
