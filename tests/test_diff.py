@@ -122,6 +122,33 @@ def test_references_cover_every_layer_kind(cnn):
     assert refs["binarize1"].ops == () and refs["dense0"].ops  # dense0 is seen after its BN
 
 
+def test_references_follow_lowering_rewrites(tmp_path):
+    """BN before the pool (lowering pools the integers first, min for negative gammas) and an
+    integer output (renamed by FoldScores): every ONNX tensor still finds its golden twin."""
+    from zoo import blocks as b
+    from zoo._graph import GraphBuilder
+
+    rng = np.random.default_rng(1)
+    g = GraphBuilder("poolfirst")
+    cur = g.add_input("x", ["N", 1, 6, 6])
+    w = rng.choice([-1.0, 1.0], size=(4, 1, 3, 3)).astype(np.float32)
+    cur = b.conv(g, rng, cur, w, None, kind="pm1", pads=1, strides=1, hint="c0")
+    cur = b.batch_norm(g, cur, b.random_bn(rng, np.full(4, 20.0)), hint="bn0")
+    cur = g.op("MaxPool", [cur], kernel_shape=[2, 2], strides=[2, 2])
+    cur = g.op("Flatten", [g.op("Sign", [cur])], axis=1)
+    w2 = rng.choice([-1.0, 1.0], size=(3, 36)).astype(np.float32)
+    g.set_output(g.op("Gemm", [cur, g.initializer("w2", w2)], transB=1), ["N", 3])
+    path = tmp_path / "m.onnx"
+    onnx.save(g.model(), str(path))
+    model = edge_sdk.load(path, input_range=(0, 15))
+    assert any(getattr(x, "select_min", None) is not None for x in model.ir.layers)
+    refs = references(model.source, model.ir)
+    assert len(refs) == len(model.source.source["tensors"]) == 6
+    x = rng.integers(0, 16, size=(5, 1, 6, 6)).astype(np.float32)
+    (comp,) = diff(model, "golden", x)
+    assert not comp.differs and len(comp.rows) == 6, comp.line()
+
+
 # ------------------------------------------------------------------------ cortex-m
 @needs_gcc
 def test_cortexm_names_corrupted_c_table(cnn, tmp_path):
@@ -194,6 +221,28 @@ def test_cli_fpga_clean_exit_0(cnn):
     assert r.returncode == 0, r.stderr + r.stdout
     # every stage's stream: 2 convs, 2 thresholds, the pool, the dense (the flatten moves no data)
     assert "fpga vs golden: equal on all 6 compared layer outputs" in r.stdout, r.stdout
+
+
+@needs_gcc
+@needs_icarus
+def test_ternary_activations_on_both_targets(tmp_path):
+    """Sign(0) = 0 ties: mask planes (Cortex-M) and 2-bit codes (FPGA) decode to the zeros.
+    The FPGA runs its production design here (thresholds fused: accumulators unobservable)."""
+    from edge_sdk.converters.cortexm import debug_dumps
+    from edge_sdk.converters.fpga import probes
+
+    path = tmp_path / "tie.onnx"
+    onnx.save(zoo.tie_mlp(5), str(path))
+    ir = edge_sdk.load(path, input_range=(0, 15)).ir
+    x = np.random.default_rng(0).integers(0, 16, size=(4, 12)).astype(np.float32)
+    env = golden.run_all(ir, x)
+    assert (env["binarize1"] == 0).any()
+    cm = compare_dumps("cortex-m", ir, env, debug_dumps.dump(ir, x, tmp_path / "cm"))
+    fp = compare_dumps("fpga", ir, env, probes.dump(ir, x, fuse=True, work_dir=tmp_path / "f"))
+    assert not cm.differs and not fp.differs, (cm.line(), fp.line())
+    assert all(r.observed for r in cm.rows)
+    seen = {r.site.layer for r in fp.rows if r.observed}
+    assert seen == {"binarize0", "binarize1", "dense2"}, seen
 
 
 # ------------------------------------------------------------------------ CLI: IR folder
