@@ -1,0 +1,13 @@
+"""The fixed-point factorizer decoder (edge_sdk.factorizer.fixed) as generated C for Cortex-M.
+
+spec.py fixes sizes, integer levels and word types; kernels.py holds the decoder's loops as
+TVMScript kernels; emit.py writes edge_factorizer.h/.c (and a firmware wrapper); run.py runs
+the result on the host, under QEMU, and under unicorn for instruction counts.
+"""
+
+from .emit import files, firmware_files
+from .run import HostDecoder, build_firmware, instructions_per_query, run_qemu
+from .spec import DecoderSpec, decoder_spec
+
+__all__ = ["DecoderSpec", "HostDecoder", "build_firmware", "decoder_spec", "files",
+           "firmware_files", "instructions_per_query", "run_qemu"]

@@ -1,0 +1,306 @@
+"""The fixed-point factorizer's loops as TVMScript kernels (one C function each).
+
+Each kernel is one step of `edge_sdk.factorizer.fixed` (its module docstring is the spec) for
+ONE factor or one query; the driver (driver.py) sequences them and passes per-factor pointers
+into the flash tables, so the code size does not grow with F. Why these shapes:
+
+- correlation (step 3) visits only the nonzero estimate entries x[j]: the result is the same
+  sum, but once a factor has converged its estimate is one-hot and unbinding costs L
+  multiply-adds per block instead of L^2 (index arithmetic in all but name). The circular
+  index (j + l) mod L is split into two straight runs, so no modulo is computed;
+- similarity (step 4) gathers one unbound entry per block at each codevector's hot position
+  from the flash index table (gather-and-add); linf keeps each block's two largest entries
+  (with multiplicity) so "max over the other positions" is one compare;
+- activation (step 5) runs the threshold, the LFSR draw (lfsr.py: Galois steps and a partial
+  Fisher-Yates shuffle over a per-query permutation) and the pull-up on M integers;
+- bundling (step 6) adds activations into per-block counters at the hot positions and divides
+  exactly, (c * X) // S, in 32-bit words unless the bound needs 64 (spec.bundle_dtype);
+- the `default` decoder is exhaustive search over the M^F integer scores, the last factor
+  innermost, strict '>' so ties keep the lowest flat index.
+
+All quantities are non-negative, so unsigned division and shifts equal the spec's floors.
+"""
+
+from __future__ import annotations
+
+from tvm.script import tirx as T
+
+from ..tir_to_c import Kernel, Param
+from .spec import DecoderSpec
+
+
+def _mod_l(v, L: int):
+    """v mod L for 0 <= v < 2L (one conditional subtract; L need not be a power of two)."""
+    return T.Select(v >= L, v - L, v)
+
+
+def normalise(name: str, sp: DecoderSpec) -> Kernel:
+    """Step 1: q'[l] = (q[l] * Q) // S per block, Q // L everywhere for an empty block."""
+    B, L, BL = sp.B, sp.L, sp.BL
+    Q = 1 << sp.qbits
+
+    @T.prim_func
+    def func(q: T.handle("uint16"), y: T.handle("int32")):
+        Qb = T.decl_buffer((BL,), "uint16", data=q)
+        Y = T.decl_buffer((BL,), "int32", data=y)
+        s = T.alloc_buffer((1,), "uint32")
+        for b in range(B):
+            s[0] = T.uint32(0)
+            for l in range(L):
+                s[0] = s[0] + T.Cast("uint32", Qb[b * L + l])
+            if s[0] > T.uint32(0):
+                for l in range(L):
+                    Y[b * L + l] = T.Cast(
+                        "int32", (T.Cast("uint32", Qb[b * L + l]) << T.uint32(sp.qbits)) // s[0])
+            else:
+                for l in range(L):
+                    Y[b * L + l] = Q // L
+
+    return Kernel(name, func, (Param("q", "in"), Param("y", "out")))
+
+
+def correlate(name: str, sp: DecoderSpec) -> Kernel:
+    """Step 3 for one other factor: y[l] = (sum_j u[(j + l) mod L] * x[j]) >> xbits per block,
+    summed over the nonzero x[j] only."""
+    B, L, BL = sp.B, sp.L, sp.BL
+    xbits = sp.xbits
+
+    @T.prim_func
+    def func(u: T.handle("int32"), x: T.handle("int32"), y: T.handle("int32")):
+        U = T.decl_buffer((BL,), "int32", data=u)
+        X = T.decl_buffer((BL,), "int32", data=x)
+        Y = T.decl_buffer((BL,), "int32", data=y)
+        acc = T.alloc_buffer((L,), "int32")
+        for b in range(B):
+            for l in range(L):
+                acc[l] = 0
+            for j in range(L):
+                xv = T.bind(X[b * L + j])
+                if xv != 0:
+                    for l in range(L - j):
+                        acc[l] = acc[l] + U[b * L + j + l] * xv
+                    for l in range(j):
+                        acc[L - j + l] = acc[L - j + l] + U[b * L + l] * xv
+            for l in range(L):
+                Y[b * L + l] = acc[l] >> xbits
+
+    return Kernel(name, func, (Param("u", "in"), Param("x", "in"), Param("y", "out")))
+
+
+def similarity(name: str, sp: DecoderSpec) -> Kernel:
+    """Step 4 for one factor: sim[m] from the unbound u and the factor's index table h [M, B]."""
+    B, L, BL, M = sp.B, sp.L, sp.BL, sp.M
+    Q = 1 << sp.qbits
+    ix = sp.index_dtype
+    linf = sp.kind == "linf"
+
+    @T.prim_func
+    def func(u: T.handle("int32"), h: T.handle(ix), sim: T.handle("int32")):
+        U = T.decl_buffer((BL,), "int32", data=u)
+        H = T.decl_buffer((M * B,), ix, data=h)
+        S = T.decl_buffer((M,), "int32", data=sim)
+        acc = T.alloc_buffer((1,), "int32")
+        if linf:
+            top1 = T.alloc_buffer((B,), "int32")
+            top2 = T.alloc_buffer((B,), "int32")
+            for b in range(B):  # the two largest entries, a repeated maximum counted twice
+                top1[b] = -1
+                top2[b] = -1
+                for l in range(L):
+                    v = T.bind(U[b * L + l])
+                    if v > top1[b]:
+                        top2[b] = top1[b]
+                        top1[b] = v
+                    elif v > top2[b]:
+                        top2[b] = v
+        for m in range(M):
+            acc[0] = 0
+            for b in range(B):
+                hv = T.bind(U[b * L + T.Cast("int32", H[m * B + b])])
+                if linf:
+                    other = T.bind(T.Select(hv == top1[b], top2[b], top1[b]))
+                    acc[0] = T.max(acc[0], T.max(Q - hv, other))
+                else:
+                    acc[0] = acc[0] + hv
+            if linf:
+                S[m] = Q - acc[0]
+            else:
+                S[m] = acc[0]
+
+    return Kernel(name, func, (Param("u", "in"), Param("h", "const"), Param("sim", "out")))
+
+
+def activate(name: str, sp: DecoderSpec) -> Kernel:
+    """Step 5 for one factor, plus the answer: act from sim; flag = [converged, argmax sim].
+
+    `st` is the query's LFSR state (one uint32) and `perm` its permutation; both persist
+    across iterations and factors, as lfsr.draw keeps them.
+    """
+    M = sp.M
+    t_int, p_int = sp.levels
+    A = sp.A
+    pd = sp.perm_dtype
+    taps = 0x80200003
+
+    @T.prim_func
+    def func(sim: T.handle("int32"), act: T.handle("int32"), st: T.handle("uint32"),
+             perm: T.handle(pd), flag: T.handle("int32")):
+        S = T.decl_buffer((M,), "int32", data=sim)
+        Ac = T.decl_buffer((M,), "int32", data=act)
+        St = T.decl_buffer((1,), "uint32", data=st)
+        P = T.decl_buffer((M,), pd, data=perm)
+        Fl = T.decl_buffer((2,), "int32", data=flag)
+        k = T.alloc_buffer((1,), "int32")
+        top = T.alloc_buffer((1,), "int32")
+        any_left = T.alloc_buffer((1,), "int32")
+        k[0] = 0
+        for m in range(M):  # the answer: lowest index of max(sim)
+            if S[m] > S[k[0]]:
+                k[0] = m
+        Fl[1] = k[0]
+        any_left[0] = 0
+        for m in range(M):
+            if t_int > 0:
+                Ac[m] = T.Select(S[m] < t_int, 0, S[m])
+            else:
+                Ac[m] = S[m]
+            any_left[0] = any_left[0] | T.Cast("int32", Ac[m] != 0)
+        if t_int > 0:  # noqa: SIM102 - Python constant outside, TIR condition inside
+            if any_left[0] == 0:
+                for m in range(M):
+                    Ac[m] = S[m]
+        k[0] = 0
+        for m in range(M):
+            if Ac[m] > Ac[k[0]]:
+                k[0] = m
+        low = T.bind(Ac[k[0]] <= t_int)
+        if A > 0:  # noqa: SIM102 - Python constant outside, TIR condition inside
+            if low:
+                for m in range(M):
+                    Ac[m] = T.Select(A >= M, 1, 0)
+                if A < M:
+                    for j in range(min(A, M)):
+                        s0 = T.bind(St[0])
+                        s1 = T.bind(T.Select((s0 & T.uint32(1)) != T.uint32(0),
+                                             (s0 >> T.uint32(1)) ^ T.uint32(taps),
+                                             s0 >> T.uint32(1)))
+                        St[0] = s1
+                        r = T.bind(T.Cast("int32", s1 % T.Cast("uint32", M - j)))
+                        pj = T.bind(P[j])
+                        P[j] = P[j + r]
+                        P[j + r] = pj
+                    for j in range(min(A, M)):
+                        Ac[T.Cast("int32", P[j])] = 1
+                k[0] = 0  # a draw leaves act at most 1: below P_int, so no pull-up
+        top[0] = Ac[k[0]]
+        if top[0] >= p_int and not low:
+            for m in range(M):
+                Ac[m] = T.Select(m == k[0], top[0], 0)
+            Fl[0] = 1
+        else:
+            Fl[0] = 0
+
+    return Kernel(name, func, (Param("sim", "in"), Param("act", "out"), Param("st", "out"),
+                               Param("perm", "out"), Param("flag", "out")))
+
+
+def bundle(name: str, sp: DecoderSpec) -> Kernel:
+    """Step 6 for one factor: per-block counters at the hot positions, then (c * X) // S,
+    or the flash start estimate `e` for a block without mass."""
+    B, L, BL, M = sp.B, sp.L, sp.BL, sp.M
+    ix, wd, ed = sp.index_dtype, sp.bundle_dtype, sp.init_dtype
+    xbits = sp.xbits
+
+    @T.prim_func
+    def func(act: T.handle("int32"), h: T.handle(ix), e: T.handle(ed), x: T.handle("int32")):
+        Ac = T.decl_buffer((M,), "int32", data=act)
+        H = T.decl_buffer((M * B,), ix, data=h)
+        E = T.decl_buffer((BL,), ed, data=e)
+        X = T.decl_buffer((BL,), "int32", data=x)
+        c = T.alloc_buffer((L,), "uint32")
+        s = T.alloc_buffer((1,), wd)
+        for b in range(B):
+            for l in range(L):
+                c[l] = T.uint32(0)
+            for m in range(M):
+                pos = T.bind(T.Cast("int32", H[m * B + b]))
+                c[pos] = c[pos] + T.Cast("uint32", Ac[m])
+            s[0] = T.Cast(wd, 0)
+            for l in range(L):
+                s[0] = s[0] + T.Cast(wd, c[l])
+            if s[0] > T.Cast(wd, 0):
+                for l in range(L):
+                    X[b * L + l] = T.Cast("int32", (T.Cast(wd, c[l]) << T.Cast(wd, xbits)) // s[0])
+            else:
+                for l in range(L):
+                    X[b * L + l] = T.Cast("int32", E[b * L + l])
+
+    return Kernel(name, func, (Param("act", "in"), Param("h", "const"), Param("e", "const"),
+                               Param("x", "out")))
+
+
+def start(name: str, sp: DecoderSpec) -> Kernel:
+    """A query's start: all estimates from flash (step 2), LFSR state, identity permutation."""
+    BL, F, M = sp.BL, sp.F, sp.M
+    ed, pd = sp.init_dtype, sp.perm_dtype
+    seed_state = sp.lfsr_start
+
+    @T.prim_func
+    def func(e: T.handle(ed), x: T.handle("int32"), st: T.handle("uint32"), perm: T.handle(pd)):
+        E = T.decl_buffer((F * BL,), ed, data=e)
+        X = T.decl_buffer((F * BL,), "int32", data=x)
+        St = T.decl_buffer((1,), "uint32", data=st)
+        P = T.decl_buffer((M,), pd, data=perm)
+        for i in range(F * BL):
+            X[i] = T.Cast("int32", E[i])
+        St[0] = T.uint32(seed_state)
+        for m in range(M):
+            P[m] = T.Cast(pd, m)
+
+    return Kernel(name, func, (Param("e", "const"), Param("x", "out"), Param("st", "out"),
+                               Param("perm", "out")))
+
+
+def exhaustive(name: str, sp: DecoderSpec) -> Kernel:
+    """`default`: best integer score sum_b q'_b[(sum_f h_f,b) mod L] over all M^F products;
+    writes the F indices (factor 1 most significant, lowest flat index on ties)."""
+    B, L, BL, M, F = sp.B, sp.L, sp.BL, sp.M, sp.F
+    ix = sp.index_dtype
+    outer = M ** (F - 1)
+
+    @T.prim_func
+    def func(qn: T.handle("int32"), h: T.handle(ix), out: T.handle("int32")):
+        Qn = T.decl_buffer((BL,), "int32", data=qn)
+        H = T.decl_buffer((F * M * B,), ix, data=h)
+        O = T.decl_buffer((F,), "int32", data=out)
+        pre = T.alloc_buffer((B,), "int32")
+        digit = T.alloc_buffer((1,), "int32")
+        best = T.alloc_buffer((1,), "int32")
+        arg = T.alloc_buffer((1,), "int32")
+        acc = T.alloc_buffer((1,), "int32")
+        best[0] = -1
+        arg[0] = 0
+        for k in range(outer):
+            for b in range(B):
+                pre[b] = 0
+            digit[0] = k
+            for g in range(F - 1):  # prefix factors, the last of them least significant
+                f = T.bind(F - 2 - g)
+                for b in range(B):
+                    pre[b] = _mod_l(pre[b] + T.Cast("int32", H[(f * M + digit[0] % M) * B + b]),
+                                    L)
+                digit[0] = digit[0] // M
+            for m in range(M):
+                acc[0] = 0
+                for b in range(B):
+                    pos = T.bind(pre[b] + T.Cast("int32", H[((F - 1) * M + m) * B + b]))
+                    acc[0] = acc[0] + Qn[b * L + _mod_l(pos, L)]
+                if acc[0] > best[0]:
+                    best[0] = acc[0]
+                    arg[0] = k * M + m
+        digit[0] = arg[0]
+        for g in range(F):
+            O[F - 1 - g] = digit[0] % M
+            digit[0] = digit[0] // M
+
+    return Kernel(name, func, (Param("qn", "in"), Param("h", "const"), Param("out", "out")))
