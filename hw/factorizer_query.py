@@ -1,0 +1,95 @@
+"""Query intake of the factorizer blocks: store B*L raw entries, then normalise (spec step 1).
+
+Why its own block: both decoders start from q'[l] = (q[l] * Q) // S per block (S = block sum,
+an empty block becomes Q // L). Raw entries are kept in a RAM and block sums accumulated while
+they stream in, so the next query can arrive while the decoder still works on the previous one;
+the normalised entries are written out (w_en/w_addr/w_data) only once the decoder raises `go`.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal
+from amaranth.hdl import Array
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .factorizer_spec import QUERY_BITS, FactorizerSpec
+from .factorizer_units import FractionDivider
+
+
+class QueryNormaliser(wiring.Component):
+    def __init__(self, spec: FactorizerSpec):
+        self.spec = spec
+        n = spec.B * spec.L
+        super().__init__({
+            "i": In(stream.Signature(QUERY_BITS)),
+            "go": In(1),
+            "w_en": Out(1), "w_addr": Out(range(n)), "w_data": Out(spec.qbits + 1),
+            "w_block": Out(range(spec.B)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        s = self.spec
+        B, L, Q = s.B, s.L, 1 << s.qbits
+        sum_bits = QUERY_BITS + s.pos_bits + 1
+        raw = Memory(shape=QUERY_BITS, depth=B * L, init=[])
+        m.submodules.raw = raw
+        wr = raw.write_port()
+        rd = raw.read_port()
+        m.submodules.div = div = FractionDivider(sum_bits, s.qbits)
+        sums = Array(Signal(sum_bits, name=f"sum{b}") for b in range(B))
+        a = Signal(range(B * L + 1))
+        b = Signal(range(B))
+        pos = Signal(range(L))
+        m.d.comb += [wr.addr.eq(a), wr.data.eq(self.i.payload), rd.addr.eq(a),
+                     self.w_addr.eq(a), self.w_block.eq(b)]
+        total = Signal(sum_bits)
+        value = Signal(QUERY_BITS)
+        m.d.comb += total.eq(sums[b])
+
+        def advance():
+            with m.If(pos == L - 1):
+                m.d.sync += [pos.eq(0), b.eq(b + 1)]
+            with m.Else():
+                m.d.sync += pos.eq(pos + 1)
+            m.d.sync += a.eq(a + 1)
+
+        with m.FSM():
+            with m.State("INGEST"):
+                m.d.comb += [self.i.ready.eq(1), wr.en.eq(self.i.valid)]
+                with m.If(self.i.valid):
+                    m.d.sync += sums[b].eq(sums[b] + self.i.payload)
+                    advance()
+                    with m.If(a == B * L - 1):
+                        m.d.sync += [a.eq(0), b.eq(0), pos.eq(0)]
+                        m.next = "WAIT"
+            with m.State("WAIT"), m.If(self.go):
+                m.next = "READ"
+            with m.State("READ"):  # raw[a] arrives next cycle
+                m.next = "DECIDE"
+            with m.State("DECIDE"):
+                m.d.sync += value.eq(rd.data)
+                with m.If((total == 0) | (rd.data == 0) | (rd.data == total)):
+                    m.d.comb += [self.w_en.eq(1),
+                                 self.w_data.eq(Mux(total == 0, Q // L,
+                                                    Mux(rd.data == 0, 0, Q)))]
+                    m.next = "NEXT"
+                with m.Else():
+                    m.d.comb += [div.start.eq(1), div.n.eq(rd.data), div.d.eq(total)]
+                    m.next = "DIVIDE"
+            with m.State("DIVIDE"), m.If(div.done):
+                m.d.comb += [self.w_en.eq(1), self.w_data.eq(div.q)]
+                m.next = "NEXT"
+            with m.State("NEXT"):
+                with m.If(a == B * L - 1):
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += [a.eq(0), b.eq(0), pos.eq(0)]
+                    m.d.sync += [sm.eq(0) for sm in sums]
+                    m.next = "INGEST"
+                with m.Else():
+                    advance()
+                    m.next = "READ"
+        return m
