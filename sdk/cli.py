@@ -2,6 +2,9 @@
 
 Every user-facing failure is an `EdgeError`: printed as one line on stderr, exit code 2, and
 no partial output (files and folders are written to a temporary sibling and renamed).
+The commands are thin wrappers over the Python API (`api.py`: load, Model.convert, open_build,
+Build.simulate/report/...): they read arguments and .npy files, call it, and print. Long steps
+show rich progress bars on stderr when it is a terminal (never with --json, never on a pipe).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", required=True, help="output folder")
     sp.add_argument("--board", help="board (cortex-m: qemu-mps2-an386 (default), "
                     "qemu-mps2-an385, nucleo-f446re; fpga: icebreaker)")
-    sp.add_argument("--popcount", choices=("swar", "builtin"), default="swar",
-                    help="cortex-m: popcount lowering (default: portable SWAR)")
+    sp.add_argument("--popcount", choices=("swar", "builtin"),
+                    help="cortex-m: popcount lowering (default: swar, portable C)")
     sp.add_argument("--library", action="store_true",
                     help="cortex-m: an embeddable C library (model.c/.h, kernels, CMakeLists.txt; "
                          "no main, no board files) instead of a firmware build")
@@ -85,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("report", help="size, instructions/cycles, resources, Fmax of a build")
     sp.add_argument("folder")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--html", nargs="?", const="", metavar="FILE",
+                    help="also write the tables and plots as one self-contained HTML page "
+                         "(default FILE: FOLDER/report.html)")
 
     for name, text in (("build", "build firmware / bitstream for a board"),
                        ("flash", "program a board (needs a probe/board attached)")):
@@ -117,16 +124,9 @@ def _short(exc: Exception) -> str:
 
 def cmd_inspect(args) -> int:
     from . import load
-    from .reports.summary import as_json, format_table
 
-    m = load(args.model, input_range=args.input_range)
-    if m.ir is None:  # a network with a factorizer head
-        from .reports.summary import format_factorizer
-
-        print(json.dumps(m.summary(), indent=1, sort_keys=True) if args.json
-              else format_factorizer(m.summary()))
-        return 0
-    print(as_json(m.ir) if args.json else format_table(m.ir))
+    found = load(args.model, input_range=args.input_range).inspect()
+    print(json.dumps(found.data, indent=1, sort_keys=True) if args.json else found.text)
     return 0
 
 
@@ -151,102 +151,71 @@ def save_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
 
 
 def cmd_run(args) -> int:
-    from . import load
+    from . import load, progress
 
     m = load(args.model, input_range=args.input_range)
     x = load_npy(args.input)
-    outputs = m.run_outputs(x, fixed_point=args.fixed_point)
+    with progress.step(f"golden model on {len(x)} samples"):
+        outputs = m.run_outputs(x, fixed_point=args.fixed_point)
     y = next(iter(outputs.values()))
     save_outputs(args.output, outputs)
     if args.check:
-        if m.ir is None:
-            raise EdgeError(f"{m.path}: --check needs onnxruntime to run the whole model; it "
-                            "cannot run the edge_sdk.BlockCodeFactorizer node")
-        return _check_against_source(m, x, y)
+        checked = m.check(x, y)
+        print(checked)
+        return 0 if checked.ok else 1
     return 0
 
 
-def _check_against_source(m, x: np.ndarray, y: np.ndarray) -> int:
-    from .converters.onnx.reference import run_onnxruntime
-    from .reports.compare import agreement
-
-    if m.source is None:
-        raise EdgeError(f"{m.path}: --check needs the source model (.onnx), not an IR folder")
-    if m.source.source.get("format") == "qonnx":  # custom nodes: qonnx's own executor
-        from .converters.onnx.qonnx_reference import run_qonnx
-
-        a, label = agreement(y, run_qonnx(m.path, x)), "qonnx"
-    elif m.source.source.get("format") == "tflite":  # no TensorFlow: a NumPy reading of the ops
-        from .converters.tflite.reference import run_reference
-
-        a, label = agreement(y, run_reference(m.path, x)), "the NumPy TFLite/LCE reference"
-    else:
-        a, label = agreement(y, run_onnxruntime(m.path, x)), "onnxruntime"
-    print(f"golden vs {label}: {a.describe()}")
-    return 0 if a.ok else 1
-
-
 def cmd_convert(args) -> int:
-    from . import load, targets
+    from . import load
 
     if args.library and args.target != "cortex-m":
         raise EdgeError(f"--library makes a C library: it needs --target cortex-m, not "
                         f"{args.target}")
     m = load(args.model, input_range=args.input_range)
     if args.target == "ir":
-        m.save_ir(args.out)
+        m.convert("ir", args.out)
         print(f"wrote IR folder {args.out}", file=sys.stderr)
         return 0
-    options = {k: v for k, v in (("board", args.board), ("pe", args.pe), ("simd", args.simd))
-               if v is not None}
-    if args.target == "cortex-m":
-        options["popcount"] = args.popcount
-        if args.library:
-            options["library"] = True
-    targets.convert(m, args.target, args.out, options)
+    m.convert(args.target, args.out, board=args.board, popcount=args.popcount,
+              library=args.library, pe=args.pe, simd=args.simd)
     print(f"wrote {args.target} build folder {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_simulate(args) -> int:
-    from . import golden, targets
+    from . import open_build
 
     x = load_npy(args.input)
-    opts = {"board": args.board} if args.board else {}
-    y, extra = targets.simulate(args.folder, x, **opts)
-    save_outputs(args.output, {"output": y})
-    for key, value in sorted(extra.items()):
+    build = open_build(args.folder)
+    sim = build.simulate(x, check=args.check, board=args.board)
+    save_outputs(args.output, {"output": sim.output})
+    for key, value in sorted(sim.facts.items()):
         print(f"{key}: {value}")
-    if args.check:
-        _, ir = targets.open_build(args.folder)
-        problem = targets.first_mismatch(y, golden.run(ir, x))
-        if problem:
-            print(f"edge-sdk: MISMATCH with the golden model: {problem}", file=sys.stderr)
+    if sim.checked:
+        if not sim.ok:
+            print(f"edge-sdk: MISMATCH with the golden model: {sim.mismatch}", file=sys.stderr)
             return 1
         print(f"target == golden model on all {len(x)} samples (bit-exact)")
     return 0
 
 
 def cmd_report(args) -> int:
-    from . import targets
+    from . import open_build
 
-    meta, _ = targets.open_build(args.folder)
-    be = targets.backend(meta["target"])
-    rep = be.report(Path(args.folder), meta)
-    if args.json:
-        print(json.dumps(rep, indent=1, sort_keys=True))
-    else:
-        print(be.format_report(rep))
+    build = open_build(args.folder)
+    rep = build.report()
+    print(json.dumps(rep.data, indent=1, sort_keys=True) if args.json else rep.text)
+    if args.html is not None:
+        path = build.write_html(args.html or None)
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
 def _board_cmd(args, action: str) -> int:
-    from . import targets
+    from . import open_build
 
-    meta, _ = targets.open_build(args.folder)
-    be = targets.backend(meta["target"])
-    board = args.board or meta.get("options", {}).get("board")
-    print(getattr(be, action)(Path(args.folder), meta, board))
+    print(getattr(open_build(args.folder), action)(args.board))
     return 0
 
 
@@ -265,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
             "build": lambda a: _board_cmd(a, "build"), "flash": lambda a: _board_cmd(a, "flash"),
             "diff": _diff,
         }
-        return commands[args.cmd](args)
+        from . import progress
+
+        bars = nullcontext() if getattr(args, "json", False) else progress.bars()
+        with bars:
+            return commands[args.cmd](args)
     except EdgeError as exc:
         print(f"edge-sdk: error: {exc}", file=sys.stderr)
         return 2
