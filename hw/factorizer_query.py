@@ -26,7 +26,7 @@ class QueryNormaliser(wiring.Component):
             "i": In(stream.Signature(QUERY_BITS)),
             "go": In(1),
             "w_en": Out(1), "w_addr": Out(range(n)), "w_data": Out(spec.qbits + 1),
-            "w_block": Out(range(spec.B)),
+            "w_block": Out(range(spec.B)), "w_pos": Out(range(spec.L)),
             "done": Out(1),
         })
 
@@ -45,9 +45,9 @@ class QueryNormaliser(wiring.Component):
         b = Signal(range(B))
         pos = Signal(range(L))
         m.d.comb += [wr.addr.eq(a), wr.data.eq(self.i.payload), rd.addr.eq(a),
-                     self.w_addr.eq(a), self.w_block.eq(b)]
+                     self.w_addr.eq(a), self.w_block.eq(b),
+                     self.w_pos.eq(pos)]
         total = Signal(sum_bits)
-        value = Signal(QUERY_BITS)
         m.d.comb += total.eq(sums[b])
 
         def advance():
@@ -71,7 +71,6 @@ class QueryNormaliser(wiring.Component):
             with m.State("READ"):  # raw[a] arrives next cycle
                 m.next = "DECIDE"
             with m.State("DECIDE"):
-                m.d.sync += value.eq(rd.data)
                 with m.If((total == 0) | (rd.data == 0) | (rd.data == total)):
                     m.d.comb += [self.w_en.eq(1),
                                  self.w_data.eq(Mux(total == 0, Q // L,
