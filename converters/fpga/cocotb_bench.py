@@ -3,9 +3,14 @@
 Runs inside the HDL simulator, started by `simulate.py` through cocotb's Python runner. Job
 and result files are named by environment variables, so the bench holds no model knowledge:
 EDGE_FPGA_JOB (JSON: input beats as hex, expected output beats, cycle limit, optionally
-"weights": the words of an external weight stream `w`, offered cyclically) and EDGE_FPGA_RESULT.
+"weights": the words of an external weight stream `w`, offered cyclically, and "probes": the
+instance names of stages inside the top whose output streams to record, for the layer diff)
+and EDGE_FPGA_RESULT (with "probes": one list of hex payloads per probed stage, in the order
+the beats were taken).
 Handshakes are decided on the falling edge: the design's `ready`/`valid` outputs come from
-registers, so their mid-cycle values are the ones the next rising edge will act on.
+registers, so their mid-cycle values are the ones the next rising edge will act on. A probed
+stage's beat is taken where its `o.valid` and `o.ready` are both high in the ReadOnly phase
+(the last stage's `o.ready` is the bench's own, so it must have settled).
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ async def stream_all_inputs(dut):
     n_out = int(job["output_beats"])
     limit = int(job["max_cycles"])
     weights = [int(b, 16) for b in job.get("weights", [])]
+    probes = [getattr(dut, name) for name in job.get("probes", [])]
+    ports = [(p.o__valid, p.o__ready, p.o__payload) for p in probes]
+    records: list[list[str]] = [[] for _ in probes]
 
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
@@ -80,7 +88,16 @@ async def stream_all_inputs(dut):
             await ReadOnly()
             if int(dut.w__ready.value):
                 wk = (wk + 1) % len(weights)
+        if probes:
+            if not weights:
+                await ReadOnly()
+            for rec, (valid, ready, payload) in zip(records, ports, strict=True):
+                if int(valid.value) and int(ready.value):
+                    rec.append(format(_unsigned(payload.value), "x"))
         await FallingEdge(dut.clk)
         cycle += 1
 
-    _write_result({"outputs": outputs, "t_out": t_out, "t_in": t_in, "cycles": cycle})
+    result = {"outputs": outputs, "t_out": t_out, "t_in": t_in, "cycles": cycle}
+    if probes:
+        result["probes"] = records
+    _write_result(result)

@@ -4,8 +4,9 @@ Stages talk only through valid/ready streams (hw/network.py), so the beats a sta
 next one are its layer's output, complete and in a fixed order: per output pixel (row-major),
 `out_beats` beats of `out_lanes` value codes (bipolar: 1 bit, 1 = +1; ternary: 2 bits, code - 1;
 integers: two's complement of the range's width), lane 0 in the low bits. The cocotb bench
-`probe_bench` records those beats at each stage's `o` port inside the generated Verilog, and
-`decode` puts them back into IR tensors with the frame permutation the planner used.
+(cocotb_bench.py, given "probes") records those beats at each stage's `o` port inside the
+generated Verilog, and `decode` puts them back into IR tensors with the frame permutation the
+planner used.
 
 The debug design is the production design with one change by default: thresholds get stages
 of their own (`plan(..., fuse=False)`), so the dense/conv accumulators are on a stream too;
@@ -29,8 +30,6 @@ from .generate import MANIFEST, TOP, VERILOG, assemble, manifest
 from .plan import Folding, Plan, _advance, _chain, _drafts, _in_frame, plan
 from .simulate import run_cocotb
 from .stream_io import beats_per_inference, encode_inputs
-
-BENCH = "edge_sdk.converters.fpga.probe_bench"
 
 
 @dataclass(frozen=True)
@@ -112,12 +111,11 @@ def run_probes(files: Mapping[str, str], probes: list[Probe], ir: Graph, x: np.n
     sched = info["schedule"]
     limit = 4 * (sched["cycles_per_inference"] + n * sched["initiation_interval"]) + 10_000
     res = run_cocotb(files[VERILOG], TOP, beats, n_out, limit, work_dir=work_dir,
-                     test_module=BENCH, job_extra={"probes": [pr.stage for pr in probes]})
+                     probes=[pr.stage for pr in probes])
     records = res.get("probes")
     if records is None or len(records) != len(probes):
-        raise EdgeError("fpga: the probe bench returned no probe records")
-    return {pr.tensor: decode(pr, [int(h, 16) for h in rec], n)
-            for pr, rec in zip(probes, records, strict=True)}
+        raise EdgeError("fpga: the bench returned no probe records")
+    return {pr.tensor: decode(pr, rec, n) for pr, rec in zip(probes, records, strict=True)}
 
 
 def dump(ir: Graph, x: np.ndarray, pe: Folding = None, simd: Folding = None,

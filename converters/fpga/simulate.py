@@ -75,14 +75,13 @@ def verilator_ok() -> bool:
 
 def run_cocotb(verilog: str, top: str, beats: list[int], output_beats: int, max_cycles: int, *,
                weights: list[int] | None = None, simulator: str = "icarus",
-               work_dir: str | os.PathLike | None = None,
-               test_module: str = "edge_sdk.converters.fpga.cocotb_bench",
-               job_extra: dict | None = None) -> dict:
+               work_dir: str | os.PathLike | None = None, probes: list[str] | None = None
+               ) -> dict:
     """Compile `verilog` and stream `beats` through `top` under cocotb; raw result dict.
 
     The top must have stream ports `i` and `o` (and `w` when `weights` is given). Returns
-    {"outputs": [int], "t_in": [cycle], "t_out": [cycle], "cycles": total}. `test_module`
-    and `job_extra` let another bench (probes.py: the layer diff) run on the same job.
+    {"outputs": [int], "t_in": [cycle], "t_out": [cycle], "cycles": total}, and with
+    `probes` (stage instance names, see probes.py) "probes": [[int] per stage].
     """
     from cocotb_tools.runner import get_runner
 
@@ -102,13 +101,14 @@ def run_cocotb(verilog: str, top: str, beats: list[int], output_beats: int, max_
                 "max_cycles": max_cycles}
         if weights:
             spec["weights"] = [format(w, "x") for w in weights]
-        spec.update(job_extra or {})
+        if probes:
+            spec["probes"] = list(probes)
         job.write_text(json.dumps(spec))
         result.unlink(missing_ok=True)
         runner = get_runner(simulator)
         runner.build(sources=[src], hdl_toplevel=top, build_dir=work / "build",
                      timescale=("1ns", "1ps"), log_file=work / "build.log", always=True)
-        runner.test(test_module=test_module, hdl_toplevel=top,
+        runner.test(test_module="edge_sdk.converters.fpga.cocotb_bench", hdl_toplevel=top,
                     build_dir=work / "build", test_dir=work,
                     extra_env={"EDGE_FPGA_JOB": str(job), "EDGE_FPGA_RESULT": str(result)},
                     log_file=log, timescale=("1ns", "1ps"))
@@ -120,6 +120,8 @@ def run_cocotb(verilog: str, top: str, beats: list[int], output_beats: int, max_
         if own:
             shutil.rmtree(work, ignore_errors=True)
     res["outputs"] = [int(h, 16) for h in res["outputs"]]
+    if "probes" in res:
+        res["probes"] = [[int(h, 16) for h in rec] for rec in res["probes"]]
     return res
 
 
