@@ -240,7 +240,7 @@ class Report:
 class Build:
     """A build folder written by `convert` for cortex-m or fpga, read back.
 
-    Holds the folder, its `edge-sdk.json` (`meta`: target, model, options) and the lowered IR
+    Holds the folder (absolute), its `edge-sdk.json` (`meta`: target, model, options) and the lowered IR
     it was made from, so each step (simulate, report, build, flash) can run on its own, in
     another process, days later, exactly as the CLI's separate commands do.
     """
@@ -325,4 +325,4 @@ def open_build(folder: str | os.PathLike) -> Build:
     if not isinstance(folder, (str, os.PathLike)):
         raise EdgeError(f"open_build: expected a folder path, got {type(folder).__name__}")
     meta, ir = targets.open_build(folder)
-    return Build(Path(folder), meta, ir)
+    return Build(Path(folder).absolute(), meta, ir)  # still valid after a chdir

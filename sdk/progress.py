@@ -41,6 +41,7 @@ class _Display:
 
     @contextmanager
     def task(self, label: str, total: int | None) -> Iterator[Advance]:
+        from rich.markup import escape
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -58,7 +59,7 @@ class _Display:
                                      transient=True, redirect_stdout=False,
                                      redirect_stderr=False)
             self.progress.start()
-        task = self.progress.add_task(label, total=total)
+        task = self.progress.add_task(escape(label), total=total)  # file names are not markup
         self.depth += 1
         try:
             yield lambda n=1: self.progress.advance(task, n)

@@ -235,7 +235,7 @@ def _cell(v) -> object:
 def _td(v) -> str:
     numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
     if isinstance(v, float):
-        v = f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
+        v = f"{v:,.1f}" if abs(v) >= 1000 else f"{v:.4g}"
     return f"<td class=\"n\">{escape(str(v))}</td>" if numeric else f"<td>{escape(str(v))}</td>"
 
 
