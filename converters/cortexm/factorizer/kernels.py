@@ -60,29 +60,60 @@ def normalise(name: str, sp: DecoderSpec) -> Kernel:
 
 
 def correlate(name: str, sp: DecoderSpec) -> Kernel:
-    """Step 3 for one other factor: y[l] = (sum_j u[(j + l) mod L] * x[j]) >> xbits per block,
-    summed over the nonzero x[j] only."""
+    """Step 3 for one other factor: y[l] = (sum_j u[(j + l) mod L] * x[j]) >> xbits per block.
+
+    The nonzero x[j] are listed first and only they are visited; u is copied twice in a row
+    so (j + l) mod L is a plain offset; four outputs are accumulated at a time in registers
+    (one load of j and x[j] per four multiply-adds). A one-hot x[j] = X (a converged factor)
+    is an exact rotation, (u * X) >> xbits = u, and is copied without multiplying.
+    """
     B, L, BL = sp.B, sp.L, sp.BL
     xbits = sp.xbits
+    X1 = 1 << xbits
+    G = 4  # outputs per register group
+    groups, tail = L // G, L % G
+
+    @T.macro
+    def group(Y, U2, pos, val, n, b, l0, width):
+        a = T.alloc_buffer((G,), "int32")
+        for t in T.unroll(width):
+            a[t] = 0
+        for k in range(n):
+            # a pointer to this run of u: the four loads become constant offsets
+            V = T.decl_buffer((G,), "int32", data=T.address_of(U2[pos[k] + l0]))
+            xv = T.bind(val[k])
+            for t in T.unroll(width):
+                a[t] = a[t] + V[t] * xv
+        for t in T.unroll(width):
+            Y[b * L + l0 + t] = a[t] >> xbits
 
     @T.prim_func
     def func(u: T.handle("int32"), x: T.handle("int32"), y: T.handle("int32")):
         U = T.decl_buffer((BL,), "int32", data=u)
-        X = T.decl_buffer((BL,), "int32", data=x)
+        Xb = T.decl_buffer((BL,), "int32", data=x)
         Y = T.decl_buffer((BL,), "int32", data=y)
-        acc = T.alloc_buffer((L,), "int32")
+        U2 = T.alloc_buffer((2 * L,), "int32")
+        pos = T.alloc_buffer((L,), "int32")
+        val = T.alloc_buffer((L,), "int32")
+        n = T.alloc_buffer((1,), "int32")
         for b in range(B):
-            for l in range(L):
-                acc[l] = 0
+            n[0] = 0
             for j in range(L):
-                xv = T.bind(X[b * L + j])
-                if xv != 0:
-                    for l in range(L - j):
-                        acc[l] = acc[l] + U[b * L + j + l] * xv
-                    for l in range(j):
-                        acc[L - j + l] = acc[L - j + l] + U[b * L + l] * xv
+                if Xb[b * L + j] != 0:
+                    pos[n[0]] = j
+                    val[n[0]] = Xb[b * L + j]
+                    n[0] = n[0] + 1
             for l in range(L):
-                Y[b * L + l] = acc[l] >> xbits
+                U2[l] = U[b * L + l]
+                U2[L + l] = U[b * L + l]
+            if n[0] == 1 and val[0] == X1:
+                for l in range(L):
+                    Y[b * L + l] = U2[pos[0] + l]
+            else:
+                for g in range(groups):
+                    group(Y, U2, pos, val, n[0], b, g * G, G)
+                if tail > 0:
+                    group(Y, U2, pos, val, n[0], b, groups * G, tail)
 
     return Kernel(name, func, (Param("u", "in"), Param("x", "in"), Param("y", "out")))
 
