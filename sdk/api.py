@@ -160,6 +160,11 @@ class ModelAPI:
                 board: str | None = None, popcount: str | None = None, library: bool = False,
                 pe: Folding = None, simd: Folding = None) -> Build: ...
 
+    @overload
+    def convert(self, target: str, out: str | os.PathLike, *, board: str | None = None,
+                popcount: str | None = None, library: bool = False, pe: Folding = None,
+                simd: Folding = None) -> Build | Path: ...
+
     def convert(self, target: str, out: str | os.PathLike, *, board: str | None = None,
                 popcount: str | None = None, library: bool = False, pe: Folding = None,
                 simd: Folding = None) -> Build | Path:
