@@ -213,6 +213,23 @@ def conv_case(seed: int) -> None:
            ptr(layout.conv_bits_weights(w.reshape(g.o, -1), g.c, g.kh, g.kw)), ptr(y))
         np.testing.assert_array_equal(y, ref.ravel())
 
+    if not (a_mask or w_mask):
+        g1, pads1 = random_window(rng)
+
+        @case(f"conv-pad1-{seed}", lambda n: binary_conv(n, g1, False, False, pad_one=True),
+              slow=seed >= 6)
+        def check_pad_one(fn, rng):
+            """Larq's pad_values=1: padded taps are +1 inputs (golden: Conv2d.pad_value=1)."""
+            x = pm(rng, (1, g1.c, g1.h, g1.w), False)
+            w = pm(rng, (g1.o, g1.c, g1.kh, g1.kw), False)
+            layer = conv_layer(g1, pads1, w)
+            layer.pad_value = 1
+            ref = golden.conv2d(x, layer, "bipolar")
+            y = np.zeros(ref.size, np.int32)
+            fn(ptr(packed(x[0].transpose(1, 2, 0), False)),
+               ptr(layout.conv_bits_weights(w.reshape(g1.o, -1), g1.c, g1.kh, g1.kw)), ptr(y))
+            np.testing.assert_array_equal(y, ref.ravel())
+
     g2, pads2 = random_window(rng)
     dtype = ("int8", "int16", "int32")[seed % 3]
 

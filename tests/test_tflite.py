@@ -499,7 +499,7 @@ def test_corrupted_bytes_give_edge_errors_only(seed, flips):
         pass
 
 
-def test_cli_inspect_run_check_and_backend_refusal(tmp_path):
+def test_cli_inspect_run_check_and_fpga_refusal(tmp_path):
     x = LARQ / "cnn_lce_x.npy"
     proc = run_cli("inspect", LARQ / "cnn_lce.tflite")
     assert proc.returncode == 0 and "LceBconv2d" in proc.stdout, proc.stderr
@@ -509,10 +509,26 @@ def test_cli_inspect_run_check_and_backend_refusal(tmp_path):
     assert "NumPy TFLite/LCE reference" in proc.stdout
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(LARQ / "cnn_lce_ref.npy"),
                                rtol=1e-5, atol=1e-6)
-    proc = run_cli("convert", LARQ / "cnn_lce.tflite", "--target", "cortex-m",
-                   "-o", tmp_path / "cm")
+    proc = run_cli("convert", LARQ / "cnn_lce.tflite", "--target", "fpga",
+                   "-o", tmp_path / "fp")
     assert proc.returncode == 2 and "pad with +1" in proc.stderr, proc.stderr
-    assert not (tmp_path / "cm").exists()
+    assert not (tmp_path / "fp").exists()
+
+
+@pytest.mark.parametrize("name", ["cnn_lce", "random_lce"])
+def test_plus_one_padding_on_cortex_m(tmp_path, name):
+    """Larq's pad_values=1 convs under QEMU: equal to the golden model (simulate --check) and
+    to LCE's own interpreter outputs."""
+    x = LARQ / f"{name}_x.npy"
+    proc = run_cli("convert", LARQ / f"{name}.tflite", "--target", "cortex-m", "-o",
+                   tmp_path / "cm")
+    assert proc.returncode == 0, proc.stderr
+    assert "+1 padding" in (tmp_path / "cm" / "model.c").read_text()
+    proc = run_cli("simulate", tmp_path / "cm", "--input", x, "--output", tmp_path / "y.npy",
+                   "--check")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert_close_to_reference(np.load(tmp_path / "y.npy"), np.load(LARQ / f"{name}_ref.npy"),
+                              exact=name == "random_lce")
 
 
 @pytest.mark.slow

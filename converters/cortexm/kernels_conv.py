@@ -24,9 +24,14 @@ from .tir_to_c import Kernel
 
 
 def binary_conv(
-    name: str, g: Window, a_mask: bool, w_mask: bool, ep: Epilogue | None = None
+    name: str, g: Window, a_mask: bool, w_mask: bool, ep: Epilogue | None = None,
+    pad_one: bool = False,
 ) -> Kernel:
     """XNOR-popcount conv over per-pixel packed channels.
+
+    `pad_one` (Larq/LCE `pad_values=1`, binary operands only): a padded tap is a +1 input on
+    every real channel, so it is gathered as the words of an all-+1 pixel and counted like
+    any other tap: no mask, and every output sums KH*KW*C products.
 
     Per output pixel the receptive field is gathered once into a local patch of KH*KW*CW
     words (padded taps as 0) and shared by all O output channels, each of which is then a
@@ -45,9 +50,14 @@ def binary_conv(
     a_len = a_plane * (2 if a_mask else 1)
     w_len = w_plane * (2 if w_mask else 1)
     masked = a_mask or w_mask
-    need_pm = g.bounded or a_mask
-    count_taps = g.bounded and not masked
-    popsum = xor_popsum(nw, masked=g.bounded)
+    if pad_one and masked:
+        raise ValueError("+1 padding is for binary (unmasked) convolutions")
+    zero_pads = g.bounded and not pad_one  # taps that must count 0
+    need_pm = zero_pads or a_mask
+    count_taps = zero_pads and not masked
+    popsum = xor_popsum(nw, masked=zero_pads)
+    # an all-+1 pixel: bit 1 on the real channels of each word, pad bits 0 like the activations
+    last_word = (1 << (g.c - 32 * (cw - 1))) - 1
 
     @T.macro
     def copy_tap(A, patch, pm, nvalid, pa, pp):
@@ -65,6 +75,12 @@ def binary_conv(
         for j in range(cw):
             patch[pp + j] = T.uint32(0)
             pm[pp + j] = T.uint32(0)
+
+    @T.macro
+    def one_tap(patch, pp):
+        for j in range(cw):
+            patch[pp + j] = T.if_then_else(
+                j < cw - 1, T.uint32(0xFFFFFFFF), T.uint32(last_word))
 
     @T.macro
     def body(A, W, Tb, Y):
@@ -91,6 +107,8 @@ def binary_conv(
                         if g.bounded:
                             if 0 <= ih < g.h and 0 <= iw < g.w:
                                 copy_tap(A, patch, pm, nvalid, (ih * g.w + iw) * cw, pp)
+                            elif pad_one:
+                                one_tap(patch, pp)
                             else:
                                 zero_tap(patch, pm, pp)
                         else:
@@ -117,7 +135,7 @@ def binary_conv(
                         count = T.alloc_buffer((1,), "int32")
                         count[0] = 0
                         popsum(count, patch, 0, W, o * nw, pm, 0)
-                        if g.bounded:
+                        if zero_pads:
                             acc[0] = nvalid[0] * g.c - 2 * count[0]
                         else:
                             acc[0] = g.kh * g.kw * g.c - 2 * count[0]

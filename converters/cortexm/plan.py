@@ -292,14 +292,21 @@ class Planner:
         values = layout.weight_values(layer.weights)
         ternary = bool((values == 0).any())
         shape = f"{g.c}x{g.h}x{g.w} -> {g.o}x{g.oh}x{g.ow}, kernel {g.kh}x{g.kw}"
+        pad_one = bool(getattr(layer, "pad_value", 0)) and g.bounded
+        if pad_one and (not src.is_bits or src.mask or ternary):
+            raise EdgeError(f"{_where(i, layer)}: +1 padding (Larq pad_values=1) is supported "
+                            "for binary inputs and weights only")
         if src.is_bits:
             self.bits_as_chw(i, layer, src, info.shape)
             w = self.table("uint32_t", layout.conv_bits_weights(values, g.c, g.kh, g.kw))
             dst, ep, t, note = self.compute_output(layer, out, g.o, g.oh * g.ow)
             kind = "conv_xnor" if not (src.mask or ternary) else "conv_masked"
-            self.emit(i, kind + ("_thr" if ep else ""), binary_conv, (g, src.mask, ternary, ep),
+            kind += "_pad1" if pad_one else ""
+            self.emit(i, kind + ("_thr" if ep else ""), binary_conv,
+                      (g, src.mask, ternary, ep, pad_one),
                       [self.arg(src), w, *t, self.arg(dst)],
-                      f"layer {i}: conv {shape}, packed input{note}")
+                      f"layer {i}: conv {shape}, packed input"
+                      f"{', +1 padding' if pad_one else ''}{note}")
         else:
             w = self.table("uint32_t", layout.int_input_weights(values))
             dst, ep, t, note = self.compute_output(layer, out, g.o, g.oh * g.ow)
