@@ -59,6 +59,8 @@ def _kernels(sp: DecoderSpec) -> str:
     names = (["normalise", "exhaustive"] if sp.method == "default" else
              ["normalise", "start", "correlate", "similarity", "activate", "bundle"])
     made = [getattr(kernels, n)(PREFIX + n, sp) for n in names]
+    if sp.method == "default":  # the search reads the query doubled
+        made[0] = kernels.normalise(PREFIX + "normalise", sp, doubled=True)
     return "\n".join("static " + _mark_unused(k, to_c(k)) for k in made)
 
 
@@ -124,7 +126,7 @@ int edge_factorizer_decode(const uint16_t *q, int32_t *idx, int32_t *iters)
 def _default_driver(sp: DecoderSpec) -> str:
     p = PREFIX
     return f"""\
-static int32_t {p}qn[{sp.BL}];
+static int32_t {p}qn[{2 * sp.BL}];
 
 int edge_factorizer_decode(const uint16_t *q, int32_t *idx, int32_t *iters)
 {{

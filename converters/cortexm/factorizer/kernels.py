@@ -29,32 +29,34 @@ from ..tir_to_c import Kernel, Param
 from .spec import DecoderSpec
 
 
-def _mod_l(v, L: int):
-    """v mod L for 0 <= v < 2L (one conditional subtract; L need not be a power of two)."""
-    return T.Select(v >= L, v - L, v)
+def normalise(name: str, sp: DecoderSpec, doubled: bool = False) -> Kernel:
+    """Step 1: q'[l] = (q[l] * Q) // S per block, Q // L everywhere for an empty block.
 
-
-def normalise(name: str, sp: DecoderSpec) -> Kernel:
-    """Step 1: q'[l] = (q[l] * Q) // S per block, Q // L everywhere for an empty block."""
+    `doubled` writes every block twice in a row ([B][2L]) so a reader can index it at
+    (p + h) for p, h < L without reducing mod L (the exhaustive search does).
+    """
     B, L, BL = sp.B, sp.L, sp.BL
     Q = 1 << sp.qbits
+    reps = 2 if doubled else 1
+    stride = reps * L
 
     @T.prim_func
     def func(q: T.handle("uint16"), y: T.handle("int32")):
         Qb = T.decl_buffer((BL,), "uint16", data=q)
-        Y = T.decl_buffer((BL,), "int32", data=y)
+        Y = T.decl_buffer((reps * BL,), "int32", data=y)
         s = T.alloc_buffer((1,), "uint32")
         for b in range(B):
             s[0] = T.uint32(0)
             for l in range(L):
                 s[0] = s[0] + T.Cast("uint32", Qb[b * L + l])
-            if s[0] > T.uint32(0):
-                for l in range(L):
-                    Y[b * L + l] = T.Cast(
-                        "int32", (T.Cast("uint32", Qb[b * L + l]) << T.uint32(sp.qbits)) // s[0])
-            else:
-                for l in range(L):
-                    Y[b * L + l] = Q // L
+            for l in range(L):
+                v = T.bind(T.Select(
+                    s[0] > T.uint32(0),
+                    T.Cast("int32", (T.Cast("uint32", Qb[b * L + l]) << T.uint32(sp.qbits))
+                           // T.max(s[0], T.uint32(1))),
+                    Q // L))
+                for r in T.unroll(reps):
+                    Y[b * stride + r * L + l] = v
 
     return Kernel(name, func, (Param("q", "in"), Param("y", "out")))
 
@@ -294,14 +296,20 @@ def start(name: str, sp: DecoderSpec) -> Kernel:
 
 def exhaustive(name: str, sp: DecoderSpec) -> Kernel:
     """`default`: best integer score sum_b q'_b[(sum_f h_f,b) mod L] over all M^F products;
-    writes the F indices (factor 1 most significant, lowest flat index on ties)."""
-    B, L, BL, M, F = sp.B, sp.L, sp.BL, sp.M, sp.F
+    writes the F indices (factor 1 most significant, lowest flat index on ties).
+
+    `qn` is the doubled normalised query (normalise(doubled=True)): with the prefix factors'
+    positions p_b < L summed once per prefix, the innermost loop over the last factor's M
+    codevectors is B unrolled gathers qn[b][p_b + h_b] and adds, no modulo.
+    """
+    B, L, M, F = sp.B, sp.L, sp.M, sp.F
     ix = sp.index_dtype
     outer = M ** (F - 1)
+    last = (F - 1) * M * B
 
     @T.prim_func
     def func(qn: T.handle("int32"), h: T.handle(ix), out: T.handle("int32")):
-        Qn = T.decl_buffer((BL,), "int32", data=qn)
+        Qn = T.decl_buffer((2 * B * L,), "int32", data=qn)
         H = T.decl_buffer((F * M * B,), ix, data=h)
         O = T.decl_buffer((F,), "int32", data=out)
         pre = T.alloc_buffer((B,), "int32")
@@ -312,20 +320,20 @@ def exhaustive(name: str, sp: DecoderSpec) -> Kernel:
         best[0] = -1
         arg[0] = 0
         for k in range(outer):
-            for b in range(B):
-                pre[b] = 0
+            for b in T.unroll(B):
+                pre[b] = b * 2 * L
             digit[0] = k
             for g in range(F - 1):  # prefix factors, the last of them least significant
                 f = T.bind(F - 2 - g)
-                for b in range(B):
-                    pre[b] = _mod_l(pre[b] + T.Cast("int32", H[(f * M + digit[0] % M) * B + b]),
-                                    L)
+                for b in T.unroll(B):
+                    v = T.bind(pre[b] + T.Cast("int32", H[(f * M + digit[0] % M) * B + b]))
+                    pre[b] = T.Select(v >= b * 2 * L + L, v - L, v)
                 digit[0] = digit[0] // M
             for m in range(M):
+                Hm = T.decl_buffer((B,), ix, data=T.address_of(H[last + m * B]))
                 acc[0] = 0
-                for b in range(B):
-                    pos = T.bind(pre[b] + T.Cast("int32", H[((F - 1) * M + m) * B + b]))
-                    acc[0] = acc[0] + Qn[b * L + _mod_l(pos, L)]
+                for b in T.unroll(B):
+                    acc[0] = acc[0] + Qn[pre[b] + T.Cast("int32", Hm[b])]
                 if acc[0] > best[0]:
                     best[0] = acc[0]
                     arg[0] = k * M + m
