@@ -40,6 +40,6 @@ fi
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 # torch 2.13.0 CPU (extra [train]) is pinned exactly so pip takes the CPU build.
-.venv/bin/python -m pip install -q -e ".[cortexm,fpga,train,test,qonnx]"
+.venv/bin/python -m pip install -q -e ".[cortexm,fpga,train,test,qonnx,report]"
 echo "$want" > "$stamp"
 echo "setup: done ($(.venv/bin/edge-sdk --version))"
