@@ -104,12 +104,13 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> bool:
-    """Natural (unfrozen) dynamo export, as the shipped MLP/CNN were; True if batch is dynamic.
+    """Torch's own dynamo export, as the shipped MLP/CNN were; True if batch is dynamic.
 
-    `freeze=False` keeps what torch writes by itself: constant-folded `Sign(W)` for small layers
-    and a `Sign(latent W)` subgraph for the MLP's 128x128 layer (see README.md).
+    `freeze=False, optimize=True` keeps what torch writes by itself: constant-folded `Sign(W)`
+    for small layers, a `Sign(latent W)` subgraph for the MLP's 128x128 layer and BatchNorm
+    fused into the Gemm/Conv weights (see README.md).
     """
-    return edge_export(model, example, path, freeze=False)
+    return edge_export(model, example, path, freeze=False, optimize=True)
 
 
 def onnx_logits(path: Path, x: np.ndarray, dynamic_batch: bool) -> np.ndarray:

@@ -19,9 +19,9 @@ class score):
 - reste: ReSTE on weights and activations, exponent raised 1 -> 3 on ReSTE's cosine schedule.
 - twn: TWN ternary weights (delta = 0.7 mean|w|), STE activations.
 - stats: BTNLG ternary weights (a = 4/3 mean|w| per row), ``where(x >= 0)`` activations.
-- elastic: per-row scaled sign weights (BTNLG binary) and elastic activations (learned scale
-  and per-channel shift) as each layer's input quantiser; the last layer has a bias and no
-  BatchNorm, so its learned input scale sets the score scale.
+- elastic: the binary recipe of BTNLG: sign weights scaled by mean|w| per row, and elastic
+  activations (learned scale and per-channel shift) as each layer's input quantiser; the last
+  layer has a bias and no BatchNorm, so its learned input scale sets the score scale.
 """
 
 from __future__ import annotations

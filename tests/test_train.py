@@ -342,7 +342,10 @@ def test_shipped_estimator_models(tmp_path, capsys, digits_test_split, name):
     xs, ys = digits_test_split.x_test, digits_test_split.y_test
     m = edge_sdk.load(path)
     y = m.run(xs)
-    assert_close_to_reference(y, run_onnxruntime(path, xs), exact=False)
+    # BN kept as a node and ±1 last-layer weights: bit-exact; a ±a last layer (ternary, or
+    # BTNLG's per-row scale) leaves onnxruntime's float summation order in the scores
+    exact = name in ("ste", "biper", "reste")
+    assert_close_to_reference(y, run_onnxruntime(path, xs), exact=exact)
     assert (y.argmax(1) == ys).mean() > 0.9
     ternary = [layer.weights.ternary for layer in m.ir.layers if hasattr(layer, "weights")]
     assert any(ternary) == (name in ("twn", "stats"))
@@ -362,7 +365,7 @@ def test_train_one_epoch_export_and_check(tmp_path, name, arch):
         sys.path.remove(str(EXAMPLES))
     (row,) = train_estimators.main(["--estimator", name, "--arch", arch, "--epochs", "1",
                                     "--out", str(tmp_path)])
-    assert row.torch_acc == row.onnx_acc
+    assert row.torch_acc == pytest.approx(row.onnx_acc, abs=1e-6)  # torch gives a float32
     path = tmp_path / f"{name}_{arch}.onnx"
     x = np.load(EXAMPLES / ("digits_mlp_x.npy" if arch == "mlp" else "digits_cnn_x.npy"))
     assert_close_to_reference(edge_sdk.load(path).run(x), run_onnxruntime(path, x), exact=False)

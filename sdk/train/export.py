@@ -1,12 +1,13 @@
 """ONNX export of edge_sdk.train models, and the check that the SDK runs the file exactly.
 
-Why freeze: torch 2.13's dynamo exporter folds a weight subgraph (`Sign(W)`, BiPer's
-`Sign(Sin(f W))`, TWN's `Abs/ReduceMean/Greater/...`) into a constant only for tensors of at
-most 8192 elements; larger ones stay as subgraphs of float ops on the latent weights, evaluated
-again by every runtime (and a `Sin` evaluated by two runtimes can round differently). With
-`frozen_weights` each layer computes its exact binary/ternary weights once in torch and the file
-holds them as plain constants, whatever the size. `freeze=False` keeps the natural export
-(the form the original digits examples were shipped in).
+Why freeze: a weight quantiser is a subgraph of float ops on the latent weights (`Sign(W)`,
+BiPer's `Sign(Sin(f W))`, TWN's `Abs/ReduceMean/Greater/...`). torch 2.13's ONNX optimiser
+folds it into a constant only for tensors of at most 8192 elements (and not at all with
+`optimize=False`); what is left is evaluated again by every runtime, and a `Sin` evaluated by
+two runtimes can round differently. With `frozen_weights` each layer computes its exact
+binary/ternary weights once in torch and the file holds them as plain constants, whatever the
+size. `freeze=False` keeps the natural export (the form the original digits examples were
+shipped in).
 """
 
 from __future__ import annotations
@@ -38,15 +39,19 @@ def frozen_weights(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path, *,
-                freeze: bool = True, dynamic_batch: bool = True, optimize: bool = True,
+                freeze: bool = True, dynamic_batch: bool = True, optimize: bool = False,
                 input_name: str = "input", output_name: str = "logits") -> bool:
     """Export `model` (eval mode) with `torch.onnx.export(dynamo=True)`; True if batch is dynamic.
 
     A dynamic batch dimension lets the SDK and onnxruntime run any batch; when the exporter
     rejects it, the file is written for batch 1 (the SDK still runs any batch on it).
-    `optimize=False` skips torch's ONNX optimiser, which would fuse BatchNormalization into
-    the Gemm/Conv weights; the SDK then matches onnxruntime bit for bit instead of to float32
-    rounding.
+
+    `optimize=False` (the default) skips torch's ONNX optimiser, which fuses BatchNormalization
+    into the Gemm/Conv weights (±1 becomes ±a per row, plus a bias). With BN as its own node
+    every float op is applied to an exact integer accumulator, in the file as in the golden
+    model, so a network whose last layer has ±1 weights runs bit-exactly in both; fused, the
+    scores depend on onnxruntime's summation order of rounded ±a products. The frontend reads
+    both forms.
     """
     path = Path(path)
     model.eval()
