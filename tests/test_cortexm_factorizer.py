@@ -13,13 +13,16 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from onnx import helper as oh
 
+import edge_sdk
 import edge_sdk.factorizer as fz
 from edge_sdk.converters.cortexm import factorizer as cf
-from edge_sdk.converters.cortexm.factorizer import kernels, report
+from edge_sdk.converters.cortexm.factorizer import head, kernels, report
 from edge_sdk.converters.cortexm.host import compile_shared
 from edge_sdk.converters.cortexm.tir_to_c import to_c
 from edge_sdk.errors import EdgeError
@@ -257,3 +260,52 @@ def test_instruction_counts_per_query(firmware, tmp_path, size):
     figures = report.measure(sp, q, tmp_path / "m")
     assert figures.queries == 3 and figures.instructions_mean == pytest.approx(ins.mean())
     assert figures.flash_bytes > sp.indices.size  # the index table is in flash
+
+
+# --- a model that is only the ONNX factorizer node ----------------------------------------------
+
+
+def head_only_model(path, cb, **attrs):
+    """x (the query itself) -> BlockCodeFactorizer: the minimal graph cortex-m converts."""
+    F, M, B, L = cb.shape
+    node = oh.make_node("BlockCodeFactorizer", ["x", "cb"], ["idx", "it"], domain="edge_sdk",
+                        name="head", blocks=B, block_len=L, **attrs)
+    g = oh.make_graph(
+        [node], "fz", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", B * L])],
+        [oh.make_tensor_value_info("idx", onnx.TensorProto.INT64, ["N", F]),
+         oh.make_tensor_value_info("it", onnx.TensorProto.INT64, ["N"])],
+        [onnx.numpy_helper.from_array(cb.as_dense().reshape(F, M, B * L).astype(np.float32),
+                                      "cb")])
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17), oh.make_opsetid("edge_sdk", 1)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+@needs_arm
+@pytest.mark.parametrize("attrs", [{"decoder": "published"}, {"decoder": "default"},
+                                   {"decoder": "resonator", "max_iters": 20},
+                                   {"decoder": "published", "sampling_width": 2,
+                                    "threshold": 0.3, "seed": 3}],
+                         ids=lambda a: "-".join(map(str, a.values())))
+def test_factorizer_node_folder_equals_run_fixed_point(tmp_path, attrs):
+    cb = fz.random_sbc(2, 64, 4, 128, seed=9)
+    model = edge_sdk.load(head_only_model(tmp_path / "m.onnx", cb, **attrs))
+    report = head.convert(model, tmp_path / "out")
+    assert report["F"] == 2 and report["flash_bytes"] > 0
+    q, _ = fz.make_queries(cb, 12, "moved0.05", seed=2)  # float queries, as `run` takes them
+    got = head.simulate(tmp_path / "out", q)
+    want = model.run_outputs(q, fixed_point=True)
+    assert np.array_equal(got["indices"], want["idx"])
+    assert np.array_equal(got["iterations"], want["it"])
+
+
+def test_factorizer_node_after_a_network_is_refused(tmp_path):
+    cb = fz.random_sbc(2, 5, 2, 8, seed=1)
+    path = head_only_model(tmp_path / "m.onnx", cb)
+    m = onnx.load(path)
+    m.graph.node.insert(0, oh.make_node("Relu", ["x"], ["r"], name="relu"))
+    m.graph.node[1].input[0] = "r"
+    onnx.save(m, path)
+    with pytest.raises(EdgeError, match="only the factorizer node"):
+        head.convert(edge_sdk.load(path), tmp_path / "out")
