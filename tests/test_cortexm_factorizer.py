@@ -309,3 +309,16 @@ def test_factorizer_node_after_a_network_is_refused(tmp_path):
     onnx.save(m, path)
     with pytest.raises(EdgeError, match="only the factorizer node"):
         head.convert(edge_sdk.load(path), tmp_path / "out")
+
+
+@needs_arm
+@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps2-an385"])
+def test_qemu_64_bit_bundling_divide_and_draws_on_m4_and_m3(tmp_path, board):
+    """dot similarity at F=2, M=64, B=4 needs c * X up to 2^32: the uint64 divide (libgcc on
+    the target); A > 0 and T > 0 exercise the LFSR draws and the threshold on the device."""
+    cb = fz.random_sbc(2, 64, 4, 128, seed=4)
+    sp = cf.decoder_spec(cb, similarity="dot", A=3, T=0.25, seed=5)
+    assert sp.bundle_dtype == "uint64"
+    elf = cf.build_firmware(sp, tmp_path, board)
+    q = np.concatenate([queries(cb, 12, "moved0.05", 8), queries(cb, 12, "moved0.3", 9)])
+    assert_same(cf.run_qemu(sp, elf, q, board), golden(sp, q, cb))
