@@ -271,6 +271,8 @@ class PublishedFactorizer(wiring.Component):
             m.d.sync += [g.eq(Mux(f == 0, 1, 0)), cur.eq(QN), blk.eq(0), j.eq(0), ncnt.eq(0)]
 
         with m.FSM():
+            with m.State("BOOT"):  # one state change after reset: HDL simulators evaluate
+                m.next = "LOAD"    # the state decoders only when the state changes
             with m.State("LOAD"):
                 m.d.comb += intake.go.eq(1)
                 with m.If(intake.done):

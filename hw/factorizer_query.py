@@ -48,6 +48,10 @@ class QueryNormaliser(wiring.Component):
                      self.w_addr.eq(a), self.w_block.eq(b),
                      self.w_pos.eq(pos)]
         total = Signal(sum_bits)
+        # `ready` is a register (not a decode of the FSM state) so that HDL simulators see its
+        # value from time 0: the state does not change before the first beat arrives
+        taking = Signal(init=1)
+        m.d.comb += self.i.ready.eq(taking)
         m.d.comb += total.eq(sums[b])
 
         def advance():
@@ -59,12 +63,12 @@ class QueryNormaliser(wiring.Component):
 
         with m.FSM():
             with m.State("INGEST"):
-                m.d.comb += [self.i.ready.eq(1), wr.en.eq(self.i.valid)]
+                m.d.comb += wr.en.eq(self.i.valid)
                 with m.If(self.i.valid):
                     m.d.sync += sums[b].eq(sums[b] + self.i.payload)
                     advance()
                     with m.If(a == B * L - 1):
-                        m.d.sync += [a.eq(0), b.eq(0), pos.eq(0)]
+                        m.d.sync += [a.eq(0), b.eq(0), pos.eq(0), taking.eq(0)]
                         m.next = "WAIT"
             with m.State("WAIT"), m.If(self.go):
                 m.next = "READ"
@@ -86,7 +90,7 @@ class QueryNormaliser(wiring.Component):
                 with m.If(a == B * L - 1):
                     m.d.comb += self.done.eq(1)
                     m.d.sync += [a.eq(0), b.eq(0), pos.eq(0)]
-                    m.d.sync += [sm.eq(0) for sm in sums]
+                    m.d.sync += [sm.eq(0) for sm in sums] + [taking.eq(1)]
                     m.next = "INGEST"
                 with m.Else():
                     advance()

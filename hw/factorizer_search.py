@@ -107,6 +107,8 @@ class SearchFactorizer(wiring.Component):
                 m.d.sync += [a.eq(b) for a, b in zip(best_d, d2, strict=True)]
 
         with m.FSM():
+            with m.State("BOOT"):  # one state change after reset: HDL simulators evaluate
+                m.next = "LOAD"    # the state decoders only when the state changes
             with m.State("LOAD"):
                 m.d.comb += intake.go.eq(1)
                 with m.If(intake.done):
