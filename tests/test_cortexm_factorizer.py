@@ -260,6 +260,7 @@ def test_instruction_counts_per_query(firmware, tmp_path, size):
     figures = report.measure(sp, q, tmp_path / "m")
     assert figures.queries == 3 and figures.instructions_mean == pytest.approx(ins.mean())
     assert figures.flash_bytes > sp.indices.size  # the index table is in flash
+    assert 4 * sp.L <= figures.stack_bytes <= 64 << 10  # a kernel's L-word scratch, < mps2's stack
 
 
 # --- a model that is only the ONNX factorizer node ----------------------------------------------

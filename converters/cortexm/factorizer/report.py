@@ -7,6 +7,8 @@ number always belongs to a decoder that is known to be exact.
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from edge_sdk.errors import EdgeError
 from edge_sdk.factorizer import fixed
 from edge_sdk.factorizer.codebooks import Codebooks
 
-from ..toolchain import object_sizes
+from ..boards import get_board
+from ..toolchain import compile_flags, find_tool, object_sizes
+from .emit import SOURCE
 from .run import DEFAULT_BOARD, build_firmware, instructions_per_query
 from .spec import DecoderSpec
 
@@ -30,6 +34,7 @@ class Figures:
 
     flash_bytes: int
     ram_bytes: int
+    stack_bytes: int
     instructions_mean: float
     instructions_max: int
     iterations_mean: float
@@ -52,8 +57,30 @@ def measure(sp: DecoderSpec, queries: Any, workdir: str | Path,
     return Figures(
         flash_bytes=sizes["text"] + sizes["data"],
         ram_bytes=sizes["data"] + sizes["bss"],
+        stack_bytes=stack_bytes(workdir, board),
         instructions_mean=float(ins.mean()) if ins.size else 0.0,
         instructions_max=int(ins.max(initial=0)),
         iterations_mean=float(its.mean()) if its.size else 0.0,
         queries=int(ins.size),
     )
+
+
+def stack_bytes(folder: str | Path, board: str = DEFAULT_BOARD) -> int:
+    """Worst-case stack of one decode: GCC's -fstack-usage frame of edge_factorizer_decode
+    (kernels inlined into it included) plus the largest frame of a kernel it calls that was
+    not inlined (they never call each other). Library helpers (memcpy, divides) not counted."""
+    folder = Path(folder).resolve()
+    gcc = find_tool("arm-none-eabi-gcc")
+    with tempfile.TemporaryDirectory(prefix="edge-fz-su-") as tmp:
+        obj = Path(tmp) / "fz.o"
+        proc = subprocess.run([gcc, *compile_flags(get_board(board), [folder]), "-fstack-usage",
+                               "-c", str(folder / SOURCE), "-o", str(obj)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise EdgeError(f"{folder / SOURCE}: compile failed: {proc.stderr.strip()[-300:]}")
+        frames = {}
+        for line in obj.with_suffix(".su").read_text().splitlines():
+            where, size, _kind = line.split("\t")
+            frames[where.rsplit(":", 1)[-1]] = int(size)
+    top = frames.pop("edge_factorizer_decode", 0)
+    return top + max(frames.values(), default=0)
