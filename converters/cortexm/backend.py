@@ -18,7 +18,7 @@ from edge_sdk.errors import EdgeError
 from edge_sdk.ir.graph import Graph
 from edge_sdk.reports.table import kv_table
 
-from . import boards, codegen, icount, library, qemu, toolchain
+from . import boards, codegen, icount, library, qemu, toolchain, uart_io
 from .makefile import write_makefile
 
 ELF = "model.elf"
@@ -58,7 +58,10 @@ def convert(ir: Graph, options: dict, folder: Path) -> dict:
     for name, text in sorted(cm.files.items()):
         (folder / name).write_text(text)
     write_makefile(folder, board, sorted(n for n in cm.files if n.endswith(".c")))
-    return _measure(folder, ir, cm.info, board)
+    report = _measure(folder, ir, cm.info, board)
+    if options.get("io") == "uart":  # a second ELF that serves `edge-sdk infer`
+        report["uart"] = uart_io.write(folder, board)
+    return report
 
 
 def _measure(folder: Path, ir: Graph, info: codegen.ModelInfo, board: boards.Board) -> dict:
@@ -159,6 +162,8 @@ def build(folder: Path, meta: dict, board: str | None) -> str:
     _refuse_library(folder, meta, "build")
     b = _board(meta, board)
     elf = toolchain.build(folder, b, _elf(folder, b))
+    if meta.get("options", {}).get("io") == "uart":
+        elf = uart_io.build(folder, b)
     s = toolchain.size(elf)
     return f"built {elf} for {b.name}: text {s['text']} B, data {s['data']} B, bss {s['bss']} B"
 
@@ -170,7 +175,11 @@ def flash(folder: Path, meta: dict, board: str | None) -> str:
         raise EdgeError(f"board {b.name} is simulated (QEMU); there is nothing to flash — use "
                         "`edge-sdk simulate`, or convert with --board nucleo-f446re")
     elf = _elf(folder, b)
-    if not elf.exists():
+    if meta.get("options", {}).get("io") == "uart":
+        elf = uart_io.elf_path(folder, b)
+        if not elf.exists():
+            uart_io.build(folder, b)
+    elif not elf.exists():
         toolchain.build(folder, b, elf)
     try:
         from pyocd.core.helpers import ConnectHelper
