@@ -128,19 +128,36 @@ def test_kernels_equal_the_spec_steps(tmp_path):
             assert np.array_equal(out, want.reshape(-1))
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(F=st.integers(1, 3), M=st.integers(2, 9), B=st.integers(1, 5), L=st.integers(2, 24),
-       A=st.integers(0, 4), T=st.sampled_from([0.0, 0.2, 0.5]),
-       kind=st.sampled_from(["linf", "dot"]), method=st.sampled_from(["published", "default"]),
-       seed=st.integers(0, 2**32))
-def test_random_sizes_equal_fixed_point(tmp_path_factory, F, M, B, L, A, T, kind, method, seed):
+SIZES_AND_OPTIONS = {
+    "F": st.integers(1, 3), "M": st.integers(2, 9), "B": st.integers(1, 5),
+    "L": st.integers(2, 24), "A": st.integers(0, 4), "T": st.sampled_from([0.0, 0.2, 0.5]),
+    "kind": st.sampled_from(["linf", "dot"]),
+    "method": st.sampled_from(["published", "default"]), "seed": st.integers(0, 2**32),
+}
+
+
+def check_random_size(tmp, F, M, B, L, A, T, kind, method, seed):
     cb = fz.random_sbc(F, M, B, L, seed=seed % 1000)
     sp = cf.decoder_spec(cb, method, similarity=kind, A=A, T=T, seed=seed, max_iters=12)
-    host = cf.HostDecoder(sp, tmp_path_factory.mktemp("fz"))
+    host = cf.HostDecoder(sp, tmp)
     rng = np.random.default_rng(seed)
     q = np.concatenate([queries(cb, 20, "moved0.2", seed % 97),
                         rng.integers(0, 4, size=(20, B * L))])
     assert_same(host.decode(q), golden(sp, q, cb))
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**SIZES_AND_OPTIONS)
+def test_random_sizes_equal_fixed_point(tmp_path_factory, **case):
+    check_random_size(tmp_path_factory.mktemp("fz"), **case)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**SIZES_AND_OPTIONS)
+def test_random_sizes_equal_fixed_point_many(tmp_path_factory, **case):
+    check_random_size(tmp_path_factory.mktemp("fz"), **case)
 
 
 def digests(files):
