@@ -210,6 +210,8 @@ def test_bad_input_is_one_line_edge_error(tmp_path):
         cf.decoder_spec(fz.random_gsbc(2, 5, 2, 8, seed=1).dense)
     with pytest.raises(EdgeError, match="bit words"):
         cf.decoder_spec(cb, qbits=20)
+    with pytest.raises(EdgeError, match="exceeds"):
+        cf.decoder_spec(fz.random_sbc(5, 60, 2, 8, seed=1), "default")
     with pytest.raises(EdgeError, match="unknown method"):
         cf.decoder_spec(cb, "magic")
 

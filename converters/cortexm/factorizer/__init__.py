@@ -2,7 +2,10 @@
 
 spec.py fixes sizes, integer levels and word types; kernels.py holds the decoder's loops as
 TVMScript kernels; emit.py writes edge_factorizer.h/.c (and a firmware wrapper); run.py runs
-the result on the host, under QEMU, and under unicorn for instruction counts.
+the result on the host, under QEMU, and under unicorn for instruction counts; report.py gives
+flash, RAM, stack and instructions per query; head.py turns a model that is only the ONNX
+BlockCodeFactorizer node into such a folder and simulates float queries on it (what
+`convert --target cortex-m` / `simulate` are to call for those models).
 """
 
 from .emit import files, firmware_files

@@ -17,6 +17,7 @@ import numpy as np
 from edge_sdk.errors import EdgeError
 from edge_sdk.factorizer import fixed, lfsr
 from edge_sdk.factorizer.codebooks import Codebooks
+from edge_sdk.factorizer.exhaustive import DEFAULT_LIMIT
 from edge_sdk.factorizer.hyperparams import default_max_iters, paper_a_t
 from edge_sdk.factorizer.inputs import as_codebooks, choice, positive_int
 
@@ -102,6 +103,7 @@ def _check_words(F: int, M: int, B: int, L: int, qbits: int, xbits: int) -> None
         "block sum": QUERY_BITS + int(L).bit_length(),
         "correlation": w.correlation + 1,  # int32
         "similarity": w.similarity + 1,
+        "bundle counters": w.bundle,  # uint32 (only c * X may take 64 bits)
     }
     for what, bits in need.items():
         if bits > 32:
@@ -111,10 +113,15 @@ def _check_words(F: int, M: int, B: int, L: int, qbits: int, xbits: int) -> None
             )
 
 
-def decoder_spec(codebooks: Codebooks | Any, method: str = "published", *, similarity: str = "linf",
-                 A: int | None = None, T: float | None = None, max_iters: int | None = None,
-                 seed: int = 0, qbits: int = fixed.QBITS, xbits: int = fixed.XBITS) -> DecoderSpec:
-    """Validate the options exactly as `fixed.decode` does and fix every derived number."""
+def decoder_spec(codebooks: Codebooks | Any, method: str = "published", *,
+                 similarity: str = "linf", A: int | None = None, T: float | None = None,
+                 max_iters: int | None = None, seed: int = 0, qbits: int = fixed.QBITS,
+                 xbits: int = fixed.XBITS) -> DecoderSpec:
+    """Validate the options exactly as `fixed.decode` does and fix every derived number.
+
+    `codebooks`: `Codebooks` or dense one-hot [F, M, B, L] blocks (an index table alone
+    does not say L: wrap it with `Codebooks.from_indices(table, L)`).
+    """
     method = choice("method", method, METHODS)
     cb = codebooks if isinstance(codebooks, Codebooks) else as_codebooks(codebooks, (1, 0))
     if not cb.is_onehot:
@@ -130,6 +137,9 @@ def decoder_spec(codebooks: Codebooks | Any, method: str = "published", *, simil
         raise EdgeError(f"T must be a number >= 0, got {T!r}")
     iters = default_max_iters(M, F) if max_iters is None else positive_int("max_iters", max_iters)
     if method == "default":
+        if M**F > DEFAULT_LIMIT:  # as fixed.decode_default; flat indices stay below 2^31
+            raise EdgeError(f"cortex-m factorizer: exhaustive search over M^F = {M}^{F} "
+                            f"products exceeds {DEFAULT_LIMIT:.3g}; use the published decoder")
         kind, A, T, iters = "dot", 0, 0.0, 1
     return DecoderSpec(method, np.asarray(cb.indices, dtype=np.int64), L, kind, A, T, iters,
                        positive_int("seed", seed, 0), qbits, xbits)
