@@ -50,10 +50,19 @@ async def _collect(dut, n_out: int, outputs: list[str], t_out: list[int]) -> Non
         await RisingEdge(dut.clk)  # o.ready is held high: the beat leaves on this edge
 
 
+def _read_job() -> dict:
+    with open(os.environ["EDGE_FPGA_JOB"]) as fh:
+        return json.load(fh)
+
+
+def _write_result(result: dict) -> None:
+    with open(os.environ["EDGE_FPGA_RESULT"], "w") as fh:
+        json.dump(result, fh)
+
+
 @cocotb.test()
 async def decode_all_queries(dut):
-    with open(os.environ["EDGE_FPGA_JOB"]) as fh:
-        job = json.load(fh)
+    job = _read_job()
     beats = [int(b, 16) for b in job["beats"]]
     n_out = int(job["output_beats"])
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
@@ -71,5 +80,4 @@ async def decode_all_queries(dut):
     cocotb.start_soon(_feed(dut, beats, t_in))
     await with_timeout(_collect(dut, n_out, outputs, t_out),
                        int(job["max_cycles"]) * PERIOD_NS, "ns")
-    with open(os.environ["EDGE_FPGA_RESULT"], "w") as fh:
-        json.dump({"outputs": outputs, "t_out": t_out, "t_in": t_in, "cycles": _cycle()}, fh)
+    _write_result({"outputs": outputs, "t_out": t_out, "t_in": t_in, "cycles": _cycle()})

@@ -1,0 +1,198 @@
+"""The factorizer blocks (hw/factorizer*.py) against the fixed-point golden decoder.
+
+Expected values come from `edge_sdk.factorizer.fixed.decode` (itself checked against a plain
+reading of the spec in test_factorizer_fixed.py), never from the blocks. Small sizes run in
+Amaranth's simulator; the done-when sizes run as exported Verilog under cocotb + Icarus.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
+
+import edge_sdk.factorizer as fz
+from edge_sdk.converters.fpga import factorizer_sim
+from edge_sdk.errors import EdgeError
+from edge_sdk.factorizer import fixed, lfsr
+from edge_sdk.hw.factorizer import PublishedFactorizer
+from edge_sdk.hw.factorizer_search import SearchFactorizer
+from edge_sdk.hw.factorizer_spec import default_spec, published_spec
+from edge_sdk.hw.factorizer_units import FractionDivider, Modulo, lfsr_next
+from edge_sdk.hw.simtools import run_streams
+
+DONE_WHEN = [(3, 16, 8, 64), (2, 64, 4, 128)]
+
+
+def _queries(cb, n: int, noise: str, seed: int) -> np.ndarray:
+    B, L = cb.shape[2:]
+    return fixed.quantise(fz.make_queries(cb, n, noise, seed)[0], cb).reshape(n, B * L)
+
+
+def _amaranth(spec, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    dut = PublishedFactorizer(spec) if spec.method == "published" else SearchFactorizer(spec)
+    out, _, _ = run_streams(dut, dut.i, dut.o, [int(v) for v in q.reshape(-1)], q.shape[0],
+                            max_cycles=5_000_000)
+    idx, its = zip(*(spec.unpack(w) for w in out), strict=True)
+    return np.array(idx), np.array(its)
+
+
+# ------------------------------------------------------------------ arithmetic units
+def _run_unit(dut, cases, drive, read):
+    got = []
+
+    async def bench(ctx):
+        for case in cases:
+            drive(ctx, *case)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            while not ctx.get(dut.done):
+                await ctx.tick()
+            got.append(read(ctx))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return got
+
+
+def test_fraction_divider_is_floor_of_the_scaled_fraction():
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(60):
+        d = int(rng.integers(2, 1 << 20))
+        cases.append((int(rng.integers(1, d)), d))
+    cases += [(1, (1 << 20) - 1), ((1 << 20) - 2, (1 << 20) - 1), (1, 2)]
+    dut = FractionDivider(20, 12)
+
+    def drive(ctx, n, d):
+        ctx.set(dut.n, n)
+        ctx.set(dut.d, d)
+
+    got = _run_unit(dut, cases, drive, lambda ctx: ctx.get(dut.q))
+    assert got == [(n << 12) // d for n, d in cases]
+
+
+def test_modulo_and_lfsr_step_follow_lfsr_py():
+    states = np.array([lfsr.start(s) for s in range(8)], dtype=np.uint64)
+    nxt = lfsr.step(states)
+    cases = [(int(a), d) for a, d in zip(nxt, [1, 2, 3, 7, 16, 17, 63, 64], strict=True)]
+    dut = Modulo(32, 7)
+
+    def drive(ctx, a, d):
+        ctx.set(dut.a, a)
+        ctx.set(dut.d, d)
+
+    assert _run_unit(dut, cases, drive, lambda ctx: ctx.get(dut.r)) == [a % d for a, d in cases]
+
+    m = Module()
+    st = Signal(32)
+    out = Signal(32)
+    m.d.comb += out.eq(lfsr_next(st))
+    seen = []
+
+    async def bench(ctx):
+        for s in states:
+            ctx.set(st, int(s))
+            seen.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [int(v) for v in nxt]
+
+
+# ------------------------------------------------------------------ Amaranth simulation
+@pytest.mark.parametrize(("shape", "noise", "opts", "lanes"), [
+    ((2, 4, 2, 8), "clean", {}, 2),
+    ((3, 4, 2, 8), "moved0.05", {}, 3),
+    ((3, 5, 2, 8), "clean", {"A": 2, "T": 0.3, "max_iters": 5}, 2),
+    ((2, 6, 3, 8), "moved0.05", {"A": 3, "T": 0.5, "max_iters": 4, "similarity": "dot",
+                                 "seed": 7}, 4),
+    ((2, 6, 3, 8), "clean", {"A": 8, "T": 0.6, "max_iters": 3}, 1),
+])
+def test_published_block_equals_fixed_point_decoder(shape, noise, opts, lanes):
+    F, M, B, L = shape
+    cb = fz.random_sbc(F, M, B, L, 1)
+    q = _queries(cb, 4, noise, 3)
+    q[1, :L] = 0  # an empty block: normalised to Q // L everywhere
+    want = fixed.decode(q, cb, "published", **opts)
+    got = _amaranth(published_spec(cb, L, lanes=lanes, **opts), q)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_published_block_follows_the_lfsr_draws():
+    """A case where the drawn indices change the answer, so the LFSR path is really compared."""
+    F, M, B, L = 3, 5, 2, 8
+    opts = {"A": 2, "T": 0.3, "max_iters": 5}
+    cb = fz.random_sbc(F, M, B, L, 1)
+    q = _queries(cb, 4, "clean", 3)
+    by_seed = [fixed.decode(q, cb, "published", seed=s, **opts) for s in (0, 1, 2, 3)]
+    assert any(not np.array_equal(by_seed[0][k], other[k]) for other in by_seed[1:]
+               for k in (0, 1))
+    got = _amaranth(published_spec(cb, L, lanes=2, seed=2, **opts), q)
+    np.testing.assert_array_equal(got[0], by_seed[2][0])
+    np.testing.assert_array_equal(got[1], by_seed[2][1])
+
+
+@pytest.mark.parametrize(("shape", "lanes"), [((3, 4, 2, 8), 3), ((2, 6, 3, 8), 4),
+                                               ((1, 5, 2, 4), 2)])
+def test_search_block_equals_fixed_point_default(shape, lanes):
+    F, M, B, L = shape
+    cb = fz.random_sbc(F, M, B, L, 1)
+    q = _queries(cb, 5, "moved0.05", 3)
+    q[0, :L] = 0
+    q[1] = 0  # every block empty: all products tie, the lowest flat index wins
+    want = fixed.decode(q, cb, "default")
+    got = _amaranth(default_spec(cb, L, lanes=lanes), q)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[0][1].tolist() == [0] * F
+
+
+def test_bad_block_settings_are_one_line_errors():
+    cb = fz.random_sbc(1, 4, 2, 8, 0)
+    with pytest.raises(EdgeError, match="F >= 2"):
+        published_spec(cb, 8)
+    with pytest.raises(EdgeError, match="lanes"):
+        default_spec(cb, 8, lanes=0)
+
+
+# ------------------------------------------------------------------ Verilog
+def test_verilog_is_byte_identical_across_exports():
+    cb = fz.random_sbc(2, 8, 2, 16, 4)
+    for spec in (published_spec(cb, 16), default_spec(cb, 16)):
+        assert factorizer_sim.verilog(spec) == factorizer_sim.verilog(spec)
+        assert "module edge_factorizer" in factorizer_sim.verilog(spec)
+
+
+def _cocotb_case(shape, method: str, n: int, seed: int, tmp_path):
+    F, M, B, L = shape
+    cb = fz.random_sbc(F, M, B, L, seed)
+    q = np.concatenate([_queries(cb, n, "clean", seed + 1), _queries(cb, n, "moved0.05",
+                                                                     seed + 2)])
+    spec = published_spec(cb, L) if method == "published" else default_spec(cb, L)
+    want = fixed.decode(q, cb, method)
+    res = factorizer_sim.run(spec, q, work_dir=tmp_path)
+    np.testing.assert_array_equal(res.indices, want[0])
+    np.testing.assert_array_equal(res.iterations, want[1])
+    assert all(c > 0 for c in res.cycles)
+    return res
+
+
+@pytest.mark.parametrize("shape", DONE_WHEN)
+@pytest.mark.parametrize("method", ["published", "default"])
+def test_verilog_under_cocotb_equals_fixed_point(shape, method, tmp_path):
+    _cocotb_case(shape, method, 1, 11, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", DONE_WHEN)
+@pytest.mark.parametrize("method", ["published", "default"])
+def test_verilog_under_cocotb_1000_queries_each(shape, method, tmp_path):
+    res = _cocotb_case(shape, method, 1000, 21, tmp_path)
+    print(f"{method} {shape}: mean cycles per query {np.mean(res.cycles):.0f}")
