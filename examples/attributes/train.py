@@ -1,0 +1,240 @@
+"""Train one binary CNN backbone with two heads on the attribute images and export both to ONNX.
+
+Heads, trained the same way (same backbone, epochs, optimiser, schedule and seed):
+
+- `query`: the last binary layer emits D = B*L scores, read as B blocks of L. The target is the
+  product vector of the true attributes under FIXED random one-hot codebooks
+  (`random_sbc(F, M, B, L, CODEBOOK_SEED)`): in block b its hot position is
+  sum_f idx_f[m_f, b] mod L. Loss: cross-entropy per block towards that position (the block-wise
+  softmax of the scores is the query the factorizer decodes). The file ends in Reshape ->
+  Softmax(axis=-1) -> Reshape -> `edge_sdk.BlockCodeFactorizer` (decoder "default"), so
+  `edge-sdk run` outputs the three attribute indices and the iteration counts.
+- `fc`: a binary fully connected layer over all M^F = 512 classes (plain cross-entropy); its
+  file ends in the class scores.
+
+Why a loop of its own instead of examples/train_common.py: that loop is tied to the digits data
+and to one class-label loss; the query head needs the block-wise loss. The recipe is the same
+(Adam 1e-2, cosine decay, STE, BatchNorm before every sign, deterministic kernels).
+
+Run: `python examples/attributes/train.py` (both heads, writes the .onnx files, the test split
+and `training.json` next to this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from data import SIZE, F, M, Split, test_split, train_split
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+from torch.nn import functional as tf
+
+from edge_sdk.factorizer import Codebooks, product_indices, random_sbc
+from edge_sdk.train import BinaryActivation, BinaryConv2d, BinaryLinear, export_onnx
+
+HERE = Path(__file__).resolve().parent
+SEED = 0
+CODEBOOK_SEED = 10
+QUERY_ONNX = "attributes_factorizer.onnx"
+FC_ONNX = "attributes_fc.onnx"
+
+
+@dataclass(frozen=True)
+class Config:
+    """What the shipped models used (see examples/README.md for the variants measured)."""
+
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 1e-2
+    widths: tuple[int, int, int] = (16, 32, 32)
+    blocks: int = 8
+    block_len: int = 16
+    hidden: int = 0  # query head only: a binary hidden layer of this width before the query
+
+
+def backbone(widths: tuple[int, int, int]) -> nn.Sequential:
+    """16x16 integer image -> 16 * widths[2] binary features.
+
+    The first convolution has binary weights and multi-bit (0..15) inputs; every later layer
+    has binary weights and binary (+-1) activations. Pooling follows the sign (max of +-1 is
+    an OR), as in examples/train_cnn.py.
+    """
+    c1, c2, c3 = widths
+    return nn.Sequential(
+        BinaryConv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), BinaryActivation(zero_to_plus=True),
+        nn.MaxPool2d(2),
+        BinaryConv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), BinaryActivation(zero_to_plus=True),
+        nn.MaxPool2d(2),
+        BinaryConv2d(c2, c3, 3, padding=1), nn.BatchNorm2d(c3), BinaryActivation(zero_to_plus=True),
+        nn.Flatten(),
+    )
+
+
+def build(cfg: Config, outputs: int, hidden: int = 0) -> nn.Sequential:
+    """Backbone + binary linear head (+-1 weights, BatchNorm as the per-output scale/offset).
+
+    `hidden` > 0 puts a binary layer (BatchNorm, sign) of that width before the output layer.
+    """
+    features = cfg.widths[2] * (SIZE // 4) ** 2
+    head: list[nn.Module] = []
+    if hidden:
+        head = [BinaryLinear(features, hidden), nn.BatchNorm1d(hidden),
+                BinaryActivation(zero_to_plus=True)]
+        features = hidden
+    return nn.Sequential(backbone(cfg.widths), *head, BinaryLinear(features, outputs),
+                         nn.BatchNorm1d(outputs))
+
+
+def codebooks(cfg: Config) -> Codebooks:
+    return random_sbc(F, M, cfg.blocks, cfg.block_len, seed=CODEBOOK_SEED)
+
+
+def targets(kind: str, split: Split, cb: Codebooks) -> torch.Tensor:
+    """Class index [N] (fc) or the product's hot position per block [N, B] (query)."""
+    if kind == "fc":
+        return torch.from_numpy(split.classes.astype(np.int64))
+    return torch.from_numpy(product_indices(cb.indices, split.y, cb.L))
+
+
+def loss_fn(kind: str, scores: torch.Tensor, target: torch.Tensor, L: int) -> torch.Tensor:
+    if kind == "fc":
+        return tf.cross_entropy(scores, target)
+    return tf.cross_entropy(scores.reshape(-1, L), target.reshape(-1))
+
+
+def seed_everything() -> None:
+    """One thread: the heads train in two processes side by side (see --heads) and a fixed
+    thread count keeps the float sums, hence the trained weights, reproducible."""
+    torch.manual_seed(SEED)
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)
+
+
+def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | None = None
+          ) -> tuple[nn.Sequential, float]:
+    """Train one head; returns (model, wall seconds)."""
+    seed_everything()
+    d = cfg.blocks * cfg.block_len
+    model = build(cfg, M**F) if kind == "fc" else build(cfg, d, cfg.hidden)
+    x = torch.from_numpy(split.x)
+    y = targets(kind, split, cb)
+    epochs = cfg.epochs if epochs is None else epochs
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    gen = torch.Generator().manual_seed(SEED)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            if idx.numel() < 2:  # BatchNorm needs more than one sample
+                continue
+            opt.zero_grad()
+            loss = loss_fn(kind, model(x[idx]), y[idx], cfg.block_len)
+            loss.backward()
+            opt.step()
+            total += loss.item() * idx.numel()
+        sched.step()
+        print(f"{kind} epoch {epoch + 1:3d}  loss {total / len(x):.4f}  "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+    return model, time.perf_counter() - start
+
+
+@torch.no_grad()
+def torch_accuracy(kind: str, model: nn.Module, split: Split, cb: Codebooks) -> float:
+    """Accuracy in torch; the query head by exhaustive search over its block-wise softmax
+    (the float decoders' ceiling), so it can be compared with `edge-sdk run`."""
+    model.eval()
+    scores = model(torch.from_numpy(split.x))
+    if kind == "fc":
+        pred = scores.argmax(1).numpy()
+        return float((pred == split.classes).mean())
+    n, (b, length) = len(scores), (cb.shape[2], cb.L)
+    p = torch.softmax(scores.reshape(n, b, length).double(), -1).numpy()
+    from data import all_classes
+
+    pos = product_indices(cb.indices, all_classes(), length)  # [C, B]
+    match = p[:, np.arange(b)[None, :], pos].sum(-1)  # [N, C]
+    return float((match.argmax(1) == split.classes).mean())
+
+
+def append_factorizer(path: Path, cb: Codebooks) -> None:
+    """Reshape -> Softmax(axis=-1) -> Reshape -> edge_sdk.BlockCodeFactorizer after the scores."""
+    m = onnx.load(path)
+    g = m.graph
+    (out,) = [o.name for o in g.output]
+    f, mm, b, length = cb.shape
+    dense = cb.as_dense().reshape(f, mm, b * length).astype(np.float32)
+    g.initializer.extend([
+        numpy_helper.from_array(dense, "codebooks"),
+        numpy_helper.from_array(np.array([-1, b, length], np.int64), "block_shape"),
+        numpy_helper.from_array(np.array([-1, b * length], np.int64), "query_shape"),
+    ])
+    g.node.extend([
+        helper.make_node("Reshape", [out, "block_shape"], ["blocks"], name="to_blocks"),
+        helper.make_node("Softmax", ["blocks"], ["block_softmax"], name="block_softmax",
+                         axis=-1),
+        helper.make_node("Reshape", ["block_softmax", "query_shape"], ["query"], name="to_query"),
+        helper.make_node("BlockCodeFactorizer", ["query", "codebooks"],
+                         ["attributes", "iterations"], domain="edge_sdk", name="factorizer",
+                         blocks=b, block_len=length, decoder="default"),
+    ])
+    del g.output[:]
+    g.output.extend([helper.make_tensor_value_info("attributes", TensorProto.INT64, ["N", f]),
+                     helper.make_tensor_value_info("iterations", TensorProto.INT64, ["N"])])
+    m.opset_import.append(helper.make_opsetid("edge_sdk", 1))
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def run(cfg: Config, out: Path, heads: tuple[str, ...] = ("query", "fc"),
+        epochs: int | None = None) -> dict:
+    """Train and export the heads into `out`; the test split is written there too."""
+    out.mkdir(parents=True, exist_ok=True)
+    tr, te = train_split(), test_split()
+    np.save(out / "test_x.npy", te.x)
+    np.save(out / "test_y.npy", te.y)
+    cb = codebooks(cfg)
+    summary: dict = {"config": asdict(cfg), "train_images": len(tr.x), "test_images": len(te.x)}
+    for kind in heads:
+        model, seconds = train(kind, cfg, tr, cb, epochs)
+        acc = torch_accuracy(kind, model, te, cb)
+        path = out / (QUERY_ONNX if kind == "query" else FC_ONNX)
+        export_onnx(model, torch.from_numpy(te.x[:2]), path, output_name="scores")
+        if kind == "query":
+            append_factorizer(path, cb)
+        summary[kind] = {"train_seconds": round(seconds, 1), "torch_test_accuracy": acc}
+        print(f"{kind}: {seconds:.0f} s, torch test accuracy {acc:.4f} -> {path.name}")
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=Config.epochs)
+    ap.add_argument("--widths", default=",".join(map(str, Config.widths)))
+    ap.add_argument("--blocks", type=int, default=Config.blocks)
+    ap.add_argument("--block-len", type=int, default=Config.block_len)
+    ap.add_argument("--hidden", type=int, default=Config.hidden)
+    ap.add_argument("--heads", default="query,fc")
+    ap.add_argument("--out", type=Path, default=HERE)
+    a = ap.parse_args()
+    widths = tuple(int(v) for v in a.widths.split(","))
+    if len(widths) != 3:
+        ap.error("--widths takes three channel counts")
+    cfg = Config(epochs=a.epochs, widths=widths, blocks=a.blocks, block_len=a.block_len,
+                 hidden=a.hidden)
+    summary = run(cfg, a.out, tuple(a.heads.split(",")))
+    (a.out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
