@@ -196,6 +196,14 @@ def test_tables_are_flash_index_tables():
     assert first == cb.indices.reshape(-1)[:8].tolist()
 
 
+def test_two_decoders_in_one_workdir_stay_apart(tmp_path):
+    cb = fz.random_sbc(2, 8, 2, 8, seed=1)
+    q = queries(cb, 30, "moved0.3", 1)
+    for A in (0, 2):  # the second build must not reuse the first one's loaded library
+        sp = cf.decoder_spec(cb, A=A, T=0.3)
+        assert_same(cf.HostDecoder(sp, tmp_path).decode(q), golden(sp, q, cb))
+
+
 def test_bad_input_is_one_line_edge_error(tmp_path):
     cb = fz.random_sbc(2, 8, 2, 8, seed=1)
     sp = cf.decoder_spec(cb)

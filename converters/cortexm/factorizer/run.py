@@ -9,6 +9,7 @@ wrapper from emit.firmware_files); unicorn counts the instructions each decoded 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,11 @@ class HostDecoder:
     def __init__(self, sp: DecoderSpec, workdir: str | Path):
         self.sp = sp
         batch = _BATCH.format(header=HEADER, size=sp.BL, F=sp.F)
-        self._lib = compile_shared({**files(sp), "edge_fz_host_batch.c": batch}, workdir)
+        sources = {**files(sp), "edge_fz_host_batch.c": batch}
+        # dlopen returns an already loaded library for a path it has seen: one folder per
+        # distinct source, so two decoders built in the same workdir cannot be confused
+        digest = hashlib.sha256("".join(sources[n] for n in sorted(sources)).encode())
+        self._lib = compile_shared(sources, Path(workdir) / f"fz-{digest.hexdigest()[:16]}")
         self._run = self._lib.edge_fz_host_batch
         self._run.restype = ctypes.c_int
         self._run.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
