@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 TARGETS = ("ir", "cortex-m", "fpga")
 # Which keyword options each target takes; any other given option is refused, never ignored.
-TARGET_OPTIONS = {"ir": (), "cortex-m": ("board", "popcount", "library"),
+TARGET_OPTIONS = {"ir": (), "cortex-m": ("board", "popcount", "library", "io"),
                   "fpga": ("board", "pe", "simd")}
 Folding = int | list[int | None] | dict[str, int] | None
 
@@ -158,16 +158,16 @@ class ModelAPI:
     @overload
     def convert(self, target: Literal["cortex-m", "fpga"], out: str | os.PathLike, *,
                 board: str | None = None, popcount: str | None = None, library: bool = False,
-                pe: Folding = None, simd: Folding = None) -> Build: ...
+                pe: Folding = None, simd: Folding = None, io: str | None = None) -> Build: ...
 
     @overload
     def convert(self, target: str, out: str | os.PathLike, *, board: str | None = None,
                 popcount: str | None = None, library: bool = False, pe: Folding = None,
-                simd: Folding = None) -> Build | Path: ...
+                simd: Folding = None, io: str | None = None) -> Build | Path: ...
 
     def convert(self, target: str, out: str | os.PathLike, *, board: str | None = None,
                 popcount: str | None = None, library: bool = False, pe: Folding = None,
-                simd: Folding = None) -> Build | Path:
+                simd: Folding = None, io: str | None = None) -> Build | Path:
         """Write `out` for `target` ("ir", "cortex-m", "fpga") and return what was written.
 
         "ir": the lowered IR folder (JSON + .npy), returned as its Path. "cortex-m" and "fpga":
@@ -175,13 +175,14 @@ class ModelAPI:
         board (cortex-m: qemu-mps2-an386 (default), qemu-mps2-an385, nucleo-f446re; fpga:
         icebreaker), popcount ("swar" default, "builtin"), library (cortex-m: an embeddable C
         library, no firmware), pe / simd (fpga folding: one int, a list per layer or a dict by
-        layer name; default: chosen for the device). The folder is written atomically: on any
-        error nothing is left at `out`.
+        layer name; default: chosen for the device), io (cortex-m: "uart" also builds
+        build/<board>/model-uart.elf, the firmware `edge-sdk infer` drives). The folder is
+        written atomically: on any error nothing is left at `out`.
         """
         from . import targets
 
         given = {"board": board, "popcount": popcount, "library": library or None,
-                 "pe": pe, "simd": simd}
+                 "pe": pe, "simd": simd, "io": io}
         options = {k: v for k, v in given.items() if v is not None}
         if target not in TARGET_OPTIONS:
             raise EdgeError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")
@@ -190,6 +191,10 @@ class ModelAPI:
             allowed = ", ".join(TARGET_OPTIONS[target]) or "none"
             raise EdgeError(f"option {wrong[0]!r} does not apply to target {target!r} (its "
                             f"options: {allowed})")
+        if io not in (None, "uart"):
+            raise EdgeError(f"io: expected 'uart' (or None), got {io!r}")
+        if io and library:
+            raise EdgeError("io='uart' builds firmware; a library (library=True) has none")
         if not isinstance(library, bool):
             raise EdgeError(f"library: expected True or False, got {library!r}")
         if board is not None and not isinstance(board, str):

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--library", action="store_true",
                     help="cortex-m: an embeddable C library (model.c/.h, kernels, CMakeLists.txt; "
                          "no main, no board files) instead of a firmware build")
+    sp.add_argument("--io", choices=("uart",),
+                    help="cortex-m: also build model-uart.elf, the firmware that `edge-sdk infer` "
+                         "drives over the board's UART")
     sp.add_argument("--pe", type=int, help="fpga: output neurons computed in parallel")
     sp.add_argument("--simd", type=int, help="fpga: input bits consumed per cycle")
 
@@ -98,6 +101,20 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=text)
         sp.add_argument("folder")
         sp.add_argument("--board", help="board (default: the one given to convert)")
+    sp = sub.add_parser("infer", help="run a batch on a device over a serial port (framed "
+                        "protocol; firmware from convert --io uart, or the FPGA bitstream)")
+    sp.add_argument("folder", help="the build folder the device was flashed from")
+    sp.add_argument("--port", required=True,
+                    help="serial port: /dev/ttyACM0, /dev/pts/N (QEMU -serial pty), or a "
+                         "pyserial URL such as socket://host:port")
+    sp.add_argument("--input", required=True, help="input batch .npy")
+    sp.add_argument("--output", required=True, help="where to write the output .npy")
+    sp.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
+    sp.add_argument("--timeout", type=float, default=3.0,
+                    help="seconds to wait for each answer beyond its time on the wire "
+                         "(default 3)")
+    sp.add_argument("--check", action="store_true",
+                    help="fail (exit 1) unless every output equals the golden model's")
     from .diff import add_parser as add_diff
 
     add_diff(sub)
@@ -178,7 +195,7 @@ def cmd_convert(args) -> int:
         print(f"wrote IR folder {args.out}", file=sys.stderr)
         return 0
     m.convert(args.target, args.out, board=args.board, popcount=args.popcount,
-              library=args.library, pe=args.pe, simd=args.simd)
+              library=args.library, pe=args.pe, simd=args.simd, io=args.io)
     print(f"wrote {args.target} build folder {args.out}", file=sys.stderr)
     return 0
 
@@ -212,6 +229,26 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_infer(args) -> int:
+    from . import golden, progress, targets
+    from .infer import infer
+
+    x = load_npy(args.input)
+    with progress.step(f"{len(x)} samples over {args.port}", total=len(x)) as advance:
+        y, facts = infer(args.folder, args.port, x, baud=args.baud, timeout=args.timeout,
+                         progress=lambda done, total: advance())
+    save_outputs(args.output, {"output": y})
+    for key, value in sorted(facts.items()):
+        print(f"{key}: {value}")
+    if args.check:
+        problem = targets.first_mismatch(y, golden.run(targets.open_build(args.folder)[1], x))
+        if problem:
+            print(f"edge-sdk: MISMATCH with the golden model: {problem}", file=sys.stderr)
+            return 1
+        print(f"device == golden model on all {len(x)} samples (bit-exact)")
+    return 0
+
+
 def _board_cmd(args, action: str) -> int:
     from . import open_build
 
@@ -232,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             "inspect": cmd_inspect, "run": cmd_run, "convert": cmd_convert,
             "simulate": cmd_simulate, "report": cmd_report,
             "build": lambda a: _board_cmd(a, "build"), "flash": lambda a: _board_cmd(a, "flash"),
-            "diff": _diff,
+            "diff": _diff, "infer": cmd_infer,
         }
         from . import progress
 

@@ -45,6 +45,14 @@ fused threshold + pack; standalone threshold + pack, max-pool on bits (OR; OR/AN
 planes) and on integers (per-channel min via a sign table), and the output copy / unpack.
 """
 
-from .codegen import CModel, ModelInfo, build, generate
-
 __all__ = ["CModel", "ModelInfo", "build", "generate"]
+
+
+def __getattr__(name: str):
+    """codegen's names on first use: importing TVM takes seconds, and the tools that only read
+    ELFs, run QEMU or talk to a board over its UART (`edge-sdk infer`) never need it."""
+    if name in __all__:
+        from . import codegen
+
+        return getattr(codegen, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
