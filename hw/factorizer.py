@@ -3,9 +3,10 @@
 Why this schedule: every step of `edge_sdk.factorizer.fixed` is integer arithmetic, so the block
 runs the same loop sequentially over small RAMs, and the results are equal by construction:
 - unbinding (step 3) is the circular correlation computed only over the nonzero estimate
-  entries: a block's nonzero (j, x[j]) pairs are compacted into a list first, then each output
-  u[l] = (sum u[(j + l) mod L] * x[j]) >> xbits takes one multiply-add per listed pair; a
-  converged estimate is one-hot, so unbinding is then index arithmetic (modular subtraction);
+  entries: estimates are stored as per-block lists of nonzero (j, x[j]) pairs (written when
+  they are normalised), and `corr_lanes` outputs u[l..l+C) = (sum u[(j + l) mod L] * x[j])
+  >> xbits advance by one listed pair per cycle, reading two aligned words of u; a converged
+  estimate is one-hot, so unbinding is then index arithmetic (modular subtraction);
 - similarity (step 4) reads `lanes` codevectors' hot entries per cycle from replicated read
   ports, the linf exclusion from the per-block top two values recorded while u was written;
 - activation (step 5) needs only max(sim) and its lowest index, kept while similarities are
@@ -54,30 +55,34 @@ class PublishedFactorizer(wiring.Component):
         w = s.widths
         qw, xw, sw, cw = w.query, w.estimate, w.similarity, w.bundle
         pb = s.pos_bits
+        C = s.corr_lanes
+        cb_bits = C.bit_length() - 1  # log2 C
+        pb_l = L.bit_length() - 1  # log2 L
 
-        # ---- memories
+        # ---- memories (u is stored C entries per word: the correlation makes C per cycle)
         m.submodules.intake = intake = QueryNormaliser(s)
         wiring.connect(m, wiring.flipped(self.i), intake.i)
-        qn = Memory(shape=qw, depth=BL, init=[])
-        ua = Memory(shape=qw, depth=BL, init=[])
-        ub = Memory(shape=qw, depth=BL, init=[])
-        xm = Memory(shape=xw, depth=F * BL, init=[])
-        nz = Memory(shape=pb + xw, depth=L, init=[])
+        rows = BL // C
+        qn = Memory(shape=C * qw, depth=rows, init=[])
+        ua = Memory(shape=C * qw, depth=rows, init=[])
+        ub = Memory(shape=C * qw, depth=rows, init=[])
+        nzm = Memory(shape=pb + xw, depth=F * BL, init=[])  # per (factor, block): (j, x[j])
         simm = Memory(shape=P * sw, depth=G, init=[])
         rom = Memory(shape=P * B * pb, depth=F * G, init=s.rom_words())
         perm = Memory(shape=s.index_bits, depth=M, init=[])
         banks = [Memory(shape=cw, depth=BL, init=[]) for _ in range(P)]
-        for name, mem in [("qn", qn), ("ua", ua), ("ub", ub), ("x", xm), ("nz", nz),
+        for name, mem in [("qn", qn), ("ua", ua), ("ub", ub), ("nz", nzm),
                           ("sim", simm), ("rom", rom), ("perm", perm)]:
             m.submodules[name] = mem
         for p, mem in enumerate(banks):
             m.submodules[f"count{p}"] = mem
-        qn_w, qn_r = qn.write_port(), qn.read_port()
+        nports = max(2, P)
+        qn_w = qn.write_port(granularity=qw)
+        qn_r = [qn.read_port() for _ in range(2)]
         ua_w, ub_w = ua.write_port(), ub.write_port()
-        ua_r = [ua.read_port() for _ in range(P)]
-        ub_r = [ub.read_port() for _ in range(P)]
-        x_w, x_r = xm.write_port(), xm.read_port()
-        nz_w, nz_r = nz.write_port(), nz.read_port()
+        ua_r = [ua.read_port() for _ in range(nports)]
+        ub_r = [ub.read_port() for _ in range(nports)]
+        nz_w, nz_r = nzm.write_port(), nzm.read_port()
         sim_w, sim_r = simm.write_port(), simm.read_port()
         rom_r = rom.read_port()
         perm_w, perm_a, perm_b = perm.write_port(), perm.read_port(), perm.read_port()
@@ -87,8 +92,10 @@ class PublishedFactorizer(wiring.Component):
         m.submodules.div = div = FractionDivider(cw, s.xbits)
         m.submodules.mod = mod = Modulo(32, s.index_bits + 1)
 
-        m.d.comb += [qn_w.addr.eq(intake.w_addr), qn_w.data.eq(intake.w_data),
-                     qn_w.en.eq(intake.w_en)]
+        lane_in = intake.w_addr[:cb_bits] if cb_bits else 0
+        m.d.comb += [qn_w.addr.eq(intake.w_addr >> cb_bits),
+                     qn_w.data.eq(intake.w_data.replicate(C)),
+                     qn_w.en.eq(Mux(intake.w_en, Const(1, C) << lane_in, 0))]
 
         # ---- state
         f = Signal(range(F))
@@ -102,9 +109,9 @@ class PublishedFactorizer(wiring.Component):
         answers = Array(Signal(s.index_bits, name=f"answer{k}") for k in range(F))
         top1 = Array(Signal(qw, name=f"top1_{k}") for k in range(B))
         top2 = Array(Signal(qw, name=f"top2_{k}") for k in range(B))
+        nzc = Array(Signal(range(L + 1), name=f"nzc{k}") for k in range(F * B))
         blk = Signal(range(B))
-        j = Signal(range(L))
-        lpos = Signal(range(L))
+        step = Signal(range(L // C))
         k = Signal(range(L))
         ncnt = Signal(range(L + 1))
         grp = Signal(range(G))
@@ -120,46 +127,50 @@ class PublishedFactorizer(wiring.Component):
         addr = Signal(range(BL + 1))
         drain = Signal(range(DRAIN + 1))
 
-        # ---- compaction pipeline: x[g, blk, j] -> nonzero list
-        cv1 = Signal()
-        cj1 = Signal(range(L))
-        m.d.comb += x_r.addr.eq(g * BL + blk * L + j)
-        m.d.sync += cv1.eq(0)
-        keep = (x_r.data != 0) | ((cj1 == L - 1) & (ncnt == 0))
-        with m.If(cv1 & keep):
-            m.d.comb += [nz_w.en.eq(1), nz_w.addr.eq(ncnt), nz_w.data.eq(Cat(cj1, x_r.data))]
-            m.d.sync += ncnt.eq(ncnt + 1)
-
-        # ---- correlation pipeline: (l, k) -> u_src read -> multiply-accumulate -> u_dst
+        # ---- correlation pipeline: (step, k) -> nz list -> u_src words -> C multiply-adds
         av1, af1, al1 = Signal(), Signal(), Signal()
-        ap1 = Signal(range(L))
+        as1 = Signal(range(L // C))
         av2, af2, al2 = Signal(), Signal(), Signal()
-        ap2 = Signal(range(L))
+        as2 = Signal(range(L // C))
+        sh2 = Signal(range(C))
         xv2 = Signal(xw)
-        acc = Signal(w.correlation + 1)
-        m.d.comb += nz_r.addr.eq(k)
-        m.d.sync += [av1.eq(0), av2.eq(av1), af2.eq(af1), al2.eq(al1), ap2.eq(ap1),
-                     xv2.eq(nz_r.data[pb:])]
-        jsum = Signal(pb + 1)
-        m.d.comb += jsum.eq(nz_r.data[:pb] + ap1)
-        corr_addr = Signal(range(BL))
-        m.d.comb += corr_addr.eq(blk * L + Mux(jsum >= L, jsum - L, jsum))
-        src = Signal(qw)
-        m.d.comb += src.eq(Mux(cur == QN, qn_r.data, Mux(cur == UA, ua_r[0].data, ub_r[0].data)))
-        nacc = Signal(w.correlation + 1)
-        m.d.comb += nacc.eq(Mux(af2, 0, acc) + src * xv2)
-        y = Signal(qw)
-        m.d.comb += y.eq(nacc >> s.xbits)
-        with m.If(av2):
-            m.d.sync += acc.eq(nacc)
-            with m.If(al2):
-                for port, code in ((ua_w, UA), (ub_w, UB)):
-                    m.d.comb += [port.addr.eq(blk * L + ap2), port.data.eq(y),
-                                 port.en.eq(dst == code)]
-                with m.If(y > top1[blk]):
-                    m.d.sync += [top1[blk].eq(y), top2[blk].eq(top1[blk])]
-                with m.Elif(y > top2[blk]):
-                    m.d.sync += top2[blk].eq(y)
+        m.d.comb += nz_r.addr.eq(((g * B + blk) << pb_l) + k)
+        spos = Signal(pb_l + 1)
+        m.d.comb += spos.eq(nz_r.data[:pb_l] + (as1 << cb_bits))
+        start = Signal(pb_l)
+        m.d.comb += start.eq(Mux(spos >= L, spos - L, spos))
+        row0 = (blk << (pb_l - cb_bits)) + (start >> cb_bits)
+        row1 = Signal(range(rows))
+        nxt_row = (start >> cb_bits) + 1
+        m.d.comb += row1.eq((blk << (pb_l - cb_bits)) + Mux(nxt_row == L // C, 0, nxt_row))
+        m.d.sync += [av1.eq(0), av2.eq(av1), af2.eq(af1), al2.eq(al1), as2.eq(as1),
+                     xv2.eq(nz_r.data[pb_l:]), sh2.eq(start[:cb_bits] if cb_bits else 0)]
+        words = []
+        for port in range(2):
+            w0 = Mux(cur == QN, qn_r[port].data,
+                     Mux(cur == UA, ua_r[port].data, ub_r[port].data))
+            words.append(w0)
+        window = Cat(*words)
+        accs = [Signal(w.correlation + 1, name=f"acc{i}") for i in range(C)]
+        ys = []
+        t1, t2 = top1[blk], top2[blk]
+        for i in range(C):
+            lane = window.word_select(sh2 + i, qw)
+            nacc = Signal(w.correlation + 1, name=f"nacc{i}")
+            m.d.comb += nacc.eq(Mux(af2, 0, accs[i]) + lane * xv2)
+            with m.If(av2):
+                m.d.sync += accs[i].eq(nacc)
+            y = Signal(qw, name=f"y{i}")
+            m.d.comb += y.eq(nacc >> s.xbits)
+            ys.append(y)
+            n1, n2 = Signal(qw, name=f"top1n{i}"), Signal(qw, name=f"top2n{i}")
+            m.d.comb += [n1.eq(Mux(y > t1, y, t1)), n2.eq(Mux(y > t1, t1, Mux(y > t2, y, t2)))]
+            t1, t2 = n1, n2
+        with m.If(av2 & al2):
+            for wport, code in ((ua_w, UA), (ub_w, UB)):
+                m.d.comb += [wport.addr.eq((blk << (pb_l - cb_bits)) + as2),
+                             wport.data.eq(Cat(*ys)), wport.en.eq(dst == code)]
+            m.d.sync += [top1[blk].eq(t1), top2[blk].eq(t2)]
 
         # ---- similarity pipeline: (grp, blk) -> ROM -> u hot entries -> per-lane score
         sv1, sf1, sl1 = Signal(), Signal(), Signal()
@@ -175,17 +186,25 @@ class PublishedFactorizer(wiring.Component):
             return rom_r.data.word_select(p * B + b_sig, pb) if B > 1 else \
                 rom_r.data[p * pb:(p + 1) * pb]
 
-        for p in range(P):
-            a_sim = sb1 * L + hot_pos(p, sb1)
-            a_any = Mux(sv1, a_sim, corr_addr) if p == 0 else a_sim
+        sel2 = []
+        for p in range(nports):
+            hp = hot_pos(p, sb1) if p < P else 0
+            a_sim = (sb1 << (pb_l - cb_bits)) + (hp >> cb_bits)
+            a_cor = row0 if p == 0 else row1
+            a_any = Mux(sv1, a_sim, a_cor) if p < 2 else a_sim
             m.d.comb += [ua_r[p].addr.eq(a_any), ub_r[p].addr.eq(a_any)]
-        m.d.comb += qn_r.addr.eq(corr_addr)
+            if p < P:
+                sel = Signal(range(C), name=f"sel2_{p}")
+                m.d.sync += sel.eq(hp[:cb_bits] if cb_bits else 0)
+                sel2.append(sel)
+        m.d.comb += [qn_r[0].addr.eq(row0), qn_r[1].addr.eq(row1)]
         lane_acc = [Signal(sw, name=f"lane_acc{p}") for p in range(P)]
         sims = []
         chain_best, chain_idx = best, best_idx
         for p in range(P):
             hot = Signal(qw, name=f"hot{p}")
-            m.d.comb += hot.eq(Mux(cur == UA, ua_r[p].data, ub_r[p].data))
+            m.d.comb += hot.eq(Mux(cur == UA, ua_r[p].data, ub_r[p].data).word_select(
+                sel2[p], qw))
             prev = Mux(sf2, 0, lane_acc[p])
             nv = Signal(sw, name=f"score{p}")
             if s.kind == "dot":
@@ -210,6 +229,7 @@ class PublishedFactorizer(wiring.Component):
             m.d.comb += [sim_w.en.eq(1), sim_w.addr.eq(sg2), sim_w.data.eq(Cat(*sims))]
             m.d.sync += [best.eq(chain_best), best_idx.eq(chain_idx)]
 
+        read_next = Signal()
         # ---- bundling pipeline: (grp, blk) -> ROM + sims -> counter read -> add -> write
         bv1, bf1 = Signal(), Signal()
         bb1 = Signal(range(B))
@@ -248,7 +268,7 @@ class PublishedFactorizer(wiring.Component):
             with m.If(bv1):
                 m.d.comb += cnt_r[p].addr.eq(a_bun)
             with m.Else():
-                m.d.comb += cnt_r[p].addr.eq(addr)
+                m.d.comb += cnt_r[p].addr.eq(addr + read_next)
             with m.If(bv2):
                 m.d.comb += [cnt_w[p].en.eq(1), cnt_w[p].addr.eq(a2),
                              cnt_w[p].data.eq(cnt_r[p].data + act2)]
@@ -258,17 +278,23 @@ class PublishedFactorizer(wiring.Component):
         # ---- normalisation: counters -> estimates of factor f (and clear the counters)
         csum = Signal(cw + P)
         m.d.comb += csum.eq(sum(r.data for r in cnt_r))
-        m.d.comb += [x_w.addr.eq(f * BL + addr), perm_a.addr.eq(dj), perm_b.addr.eq(dj + mod.r)]
-
-        def next_entry():
-            with m.If(addr == BL - 1):
-                m.next = "NEXT_FACTOR"
-            with m.Else():
-                m.d.sync += addr.eq(addr + 1)
-                m.next = "N_READ"
+        m.d.comb += [perm_a.addr.eq(dj), perm_b.addr.eq(dj + mod.r)]
+        # estimates are kept only as nonzero lists (all the correlation needs), appended in
+        # position order; an all-zero block keeps one (L - 1, 0) entry so its list is not empty
+        nb = addr >> pb_l
+        fb = Signal(range(F * B))
+        m.d.comb += fb.eq(f * B + nb)
+        xval = Signal(xw)
+        xput = Signal()
+        fcount = nzc[fb]
+        keep = (xval != 0) | ((addr[:pb_l] == L - 1) & (fcount == 0))
+        with m.If(xput & keep):
+            m.d.comb += [nz_w.en.eq(1), nz_w.addr.eq((fb << pb_l) + fcount),
+                         nz_w.data.eq(Cat(addr[:pb_l], xval))]
+            m.d.sync += fcount.eq(fcount + 1)
 
         def begin_factor():
-            m.d.sync += [g.eq(Mux(f == 0, 1, 0)), cur.eq(QN), blk.eq(0), j.eq(0), ncnt.eq(0)]
+            m.d.sync += [g.eq(Mux(f == 0, 1, 0)), cur.eq(QN), blk.eq(0)]
 
         with m.FSM():
             with m.State("BOOT"):  # one state change after reset: HDL simulators evaluate
@@ -286,23 +312,17 @@ class PublishedFactorizer(wiring.Component):
                     m.next = "BUNDLE_START"
             with m.State("FACTOR"):
                 begin_factor()
-                m.next = "COMPACT"
-            with m.State("COMPACT"):
-                m.d.sync += [cv1.eq(1), cj1.eq(j), j.eq(j + 1)]
-                with m.If(j == 0):
-                    m.d.sync += [top1[blk].eq(0), top2[blk].eq(0)]
-                with m.If(j == L - 1):
-                    m.d.sync += j.eq(0)
-                    m.next = "COMPACT_END"
-            with m.State("COMPACT_END"):
-                m.d.sync += [k.eq(0), lpos.eq(0)]
+                m.next = "BLOCK"
+            with m.State("BLOCK"):
+                m.d.sync += [ncnt.eq(nzc[g * B + blk]), k.eq(0), step.eq(0),
+                             top1[blk].eq(0), top2[blk].eq(0)]
                 m.next = "ACC"
             with m.State("ACC"):
                 last_k = k == ncnt - 1
-                m.d.sync += [av1.eq(1), af1.eq(k == 0), al1.eq(last_k), ap1.eq(lpos)]
+                m.d.sync += [av1.eq(1), af1.eq(k == 0), al1.eq(last_k), as1.eq(step)]
                 with m.If(last_k):
-                    m.d.sync += [k.eq(0), lpos.eq(lpos + 1)]
-                    with m.If(lpos == L - 1):
+                    m.d.sync += [k.eq(0), step.eq(step + 1)]
+                    with m.If(step == L // C - 1):
                         m.d.sync += drain.eq(0)
                         m.next = "ACC_DRAIN"
                 with m.Else():
@@ -310,7 +330,7 @@ class PublishedFactorizer(wiring.Component):
             with m.State("ACC_DRAIN"):
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == DRAIN):
-                    m.d.sync += [ncnt.eq(0), j.eq(0)]
+                    m.next = "BLOCK"
                     with m.If(blk == B - 1):
                         m.d.sync += [blk.eq(0), cur.eq(dst)]
                         nxt = Mux(g + 1 == f, g + 2, g + 1)
@@ -319,10 +339,8 @@ class PublishedFactorizer(wiring.Component):
                             m.next = "SIM"
                         with m.Else():
                             m.d.sync += g.eq(nxt)
-                            m.next = "COMPACT"
                     with m.Else():
                         m.d.sync += blk.eq(blk + 1)
-                        m.next = "COMPACT"
             with m.State("SIM"):
                 m.d.sync += [sv1.eq(1), sf1.eq(blk == 0), sl1.eq(blk == B - 1), sb1.eq(blk),
                              sg1.eq(grp), blk.eq(blk + 1)]
@@ -387,21 +405,32 @@ class PublishedFactorizer(wiring.Component):
                         m.next = "BUNDLE_START"
                     with m.Else():
                         m.d.sync += addr.eq(0)
+                        for ff in range(F):
+                            with m.If(f == ff):
+                                m.d.sync += [nzc[ff * B + bb].eq(0) for bb in range(B)]
                         m.next = "N_READ"
             with m.State("N_READ"):
                 m.next = "N_DATA"
-            with m.State("N_DATA"):
+            with m.State("N_DATA"):  # counters at addr are here; clear them
                 for p in range(P):
                     m.d.comb += [cnt_w[p].en.eq(1), cnt_w[p].addr.eq(addr), cnt_w[p].data.eq(0)]
                 with m.If((csum == 0) | (csum == mass)):
-                    m.d.comb += [x_w.en.eq(1), x_w.data.eq(Mux(csum == 0, 0, X))]
-                    next_entry()
+                    m.d.comb += [xput.eq(1), xval.eq(Mux(csum == 0, 0, X))]
+                    with m.If(addr == BL - 1):
+                        m.next = "NEXT_FACTOR"
+                    with m.Else():  # read the next entry now: one entry per cycle
+                        m.d.comb += read_next.eq(1)
+                        m.d.sync += addr.eq(addr + 1)
                 with m.Else():
                     m.d.comb += [div.start.eq(1), div.n.eq(csum), div.d.eq(mass)]
                     m.next = "N_DIV"
             with m.State("N_DIV"), m.If(div.done):
-                m.d.comb += [x_w.en.eq(1), x_w.data.eq(div.q)]
-                next_entry()
+                m.d.comb += [xput.eq(1), xval.eq(div.q)]
+                with m.If(addr == BL - 1):
+                    m.next = "NEXT_FACTOR"
+                with m.Else():
+                    m.d.sync += addr.eq(addr + 1)
+                    m.next = "N_READ"
             with m.State("NEXT_FACTOR"):
                 with m.If(initialising):
                     with m.If(f == F - 1):

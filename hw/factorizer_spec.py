@@ -42,6 +42,7 @@ class FactorizerSpec:
     qbits: int = fixed.QBITS
     xbits: int = fixed.XBITS
     lanes: int = 4  # codevectors per cycle (similarity, bundling) / products per cycle (search)
+    corr_lanes: int = 8  # unbound entries u[l] computed per cycle (published; divides L)
 
     @property
     def groups(self) -> int:
@@ -105,8 +106,12 @@ def _lanes(lanes: int) -> int:
 def published_spec(indices, L: int, *, similarity: str = "linf", A: int | None = None,
                    T: float | None = None, max_iters: int | None = None, seed: int = 0,
                    qbits: int = fixed.QBITS, xbits: int = fixed.XBITS,
-                   lanes: int = 4) -> FactorizerSpec:
-    """Spec of the `published` decoder with fixed.decode_published's defaults."""
+                   lanes: int = 4, corr_lanes: int = 8) -> FactorizerSpec:
+    """Spec of the `published` decoder with fixed.decode_published's defaults.
+
+    corr_lanes (clamped to L) must be a power of two, and L too: u is stored corr_lanes
+    entries per RAM word, and block/position fields are address bit slices.
+    """
     arr, table = _table(indices)
     F, M, B = arr.shape
     if F < 2:
@@ -119,8 +124,12 @@ def published_spec(indices, L: int, *, similarity: str = "linf", A: int | None =
     T = t_def if T is None else float(T)
     t_int, p_int = fixed.levels(similarity, B, qbits, T)
     iters = default_max_iters(M, F) if max_iters is None else int(max_iters)
+    cl = min(_lanes(corr_lanes), L)
+    for name, v in (("L", L), ("corr_lanes", cl)):
+        if v & (v - 1):
+            raise EdgeError(f"factorizer block: {name}={v} must be a power of two")
     return FactorizerSpec(table, F, M, B, L, "published", similarity, A, t_int, p_int, iters,
-                          int(seed), qbits, xbits, _lanes(lanes))
+                          int(seed), qbits, xbits, _lanes(lanes), cl)
 
 
 def default_spec(indices, L: int, *, qbits: int = fixed.QBITS, lanes: int = 4) -> FactorizerSpec:

@@ -7,7 +7,7 @@ LUTs costs less than a combinational divider and is exact by construction.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,32 +15,42 @@ from edge_sdk.factorizer import lfsr
 
 
 class FractionDivider(wiring.Component):
-    """q = (n << k) // d for 0 < n < d, in k cycles after `start` (`done` pulses with q valid).
+    """q = (n << k) // d for 0 < n < d, `per_cycle` quotient bits per cycle after `start`.
 
     Restoring long division of the proper fraction n / d: the remainder stays below d, so each
-    of the k steps doubles it and subtracts d when it fits, producing one quotient bit.
+    of the k steps doubles it and subtracts d when it fits, producing one quotient bit; `done`
+    pulses in the cycle q is complete (ceil(k / per_cycle) cycles after `start`).
     """
 
-    def __init__(self, width: int, k: int):
-        self.width, self.k = width, k
+    def __init__(self, width: int, k: int, per_cycle: int = 2):
+        self.width, self.k, self.per_cycle = width, k, max(1, min(per_cycle, k))
         super().__init__({"start": In(1), "n": In(width), "d": In(width),
-                          "q": Out(k), "done": Out(1), "busy": Out(1)})
+                          "q": Out(k), "done": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
-        rem = Signal(self.width + 1)
-        den = Signal(self.width)
-        steps = Signal(range(self.k + 1))
-        twice = Signal(self.width + 2)
-        m.d.comb += [twice.eq(rem << 1), self.busy.eq(steps != 0)]
+        w = self.width
+        rem = Signal(w + 1)
+        den = Signal(w)
+        left = Signal(range(self.k + 1))  # quotient bits still to produce
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
-            m.d.sync += [rem.eq(self.n), den.eq(self.d), steps.eq(self.k), self.q.eq(0)]
-        with m.Elif(steps != 0):
-            fits = twice >= den
-            m.d.sync += [rem.eq(twice - (den & fits.replicate(self.width))),
-                         self.q.eq((self.q << 1) | fits), steps.eq(steps - 1),
-                         self.done.eq(steps == 1)]
+            m.d.sync += [rem.eq(self.n), den.eq(self.d), left.eq(self.k), self.q.eq(0)]
+        with m.Elif(left != 0):
+            r, q = rem, self.q
+            for step in range(self.per_cycle):
+                active = left > step
+                twice = Signal(w + 2, name=f"twice{step}")
+                m.d.comb += twice.eq(r << 1)
+                fits = twice >= den
+                r_next = Signal(w + 1, name=f"rem{step}")
+                q_next = Signal(self.k, name=f"q{step}")
+                m.d.comb += [r_next.eq(Mux(active, twice - Mux(fits, den, 0), r)),
+                             q_next.eq(Mux(active, (q << 1) | fits, q))]
+                r, q = r_next, q_next
+            done_now = left <= self.per_cycle
+            m.d.sync += [rem.eq(r), self.q.eq(q), self.done.eq(done_now),
+                         left.eq(Mux(done_now, 0, left - self.per_cycle))]
         return m
 
 

@@ -107,12 +107,12 @@ def test_modulo_and_lfsr_step_follow_lfsr_py():
 
 # ------------------------------------------------------------------ Amaranth simulation
 @pytest.mark.parametrize(("shape", "noise", "opts", "lanes"), [
-    ((2, 4, 2, 8), "clean", {}, 2),
-    ((3, 4, 2, 8), "moved0.05", {}, 3),
-    ((3, 5, 2, 8), "clean", {"A": 2, "T": 0.3, "max_iters": 5}, 2),
+    ((2, 4, 2, 8), "clean", {}, (2, 8)),
+    ((3, 4, 2, 8), "moved0.05", {}, (3, 2)),
+    ((3, 5, 2, 8), "clean", {"A": 2, "T": 0.3, "max_iters": 5}, (2, 1)),
     ((2, 6, 3, 8), "moved0.05", {"A": 3, "T": 0.5, "max_iters": 4, "similarity": "dot",
-                                 "seed": 7}, 4),
-    ((2, 6, 3, 8), "clean", {"A": 8, "T": 0.6, "max_iters": 3}, 1),
+                                 "seed": 7}, (4, 4)),
+    ((2, 6, 3, 8), "clean", {"A": 8, "T": 0.6, "max_iters": 3}, (1, 2)),
 ])
 def test_published_block_equals_fixed_point_decoder(shape, noise, opts, lanes):
     F, M, B, L = shape
@@ -120,7 +120,7 @@ def test_published_block_equals_fixed_point_decoder(shape, noise, opts, lanes):
     q = _queries(cb, 4, noise, 3)
     q[1, :L] = 0  # an empty block: normalised to Q // L everywhere
     want = fixed.decode(q, cb, "published", **opts)
-    got = _amaranth(published_spec(cb, L, lanes=lanes, **opts), q)
+    got = _amaranth(published_spec(cb, L, lanes=lanes[0], corr_lanes=lanes[1], **opts), q)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
 
@@ -134,7 +134,7 @@ def test_published_block_follows_the_lfsr_draws():
     by_seed = [fixed.decode(q, cb, "published", seed=s, **opts) for s in (0, 1, 2, 3)]
     assert any(not np.array_equal(by_seed[0][k], other[k]) for other in by_seed[1:]
                for k in (0, 1))
-    got = _amaranth(published_spec(cb, L, lanes=2, seed=2, **opts), q)
+    got = _amaranth(published_spec(cb, L, lanes=2, corr_lanes=4, seed=2, **opts), q)
     np.testing.assert_array_equal(got[0], by_seed[2][0])
     np.testing.assert_array_equal(got[1], by_seed[2][1])
 
