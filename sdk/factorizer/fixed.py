@@ -281,6 +281,16 @@ def decode_published(
     q0 = np.asarray(queries)
     cb = _onehot(codebooks, q0.shape)
     q = as_int_queries(q0, cb)
+    st = settings(cb, similarity=similarity, A=A, T=T, max_iters=max_iters, seed=seed,
+                  qbits=qbits, xbits=xbits)
+    return published_loop(q, cb, st)
+
+
+def settings(cb: Codebooks, *, similarity: str = "linf", A: int | None = None,
+             T: float | None = None, max_iters: int | None = None, seed: int = 0,
+             qbits: int = QBITS, xbits: int = XBITS) -> Settings:
+    """The published loop's options validated and defaulted for codebooks `cb` (the paper's
+    A and T, default_max_iters), as every target that follows this spec needs them."""
     F, M, B, L = cb.shape
     qbits, xbits = positive_int("qbits", qbits), positive_int("xbits", xbits)
     widths(F, M, B, L, qbits, xbits)
@@ -291,8 +301,7 @@ def decode_published(
     if not T >= 0:
         raise EdgeError(f"T must be a number >= 0, got {T!r}")
     iters = default_max_iters(M, F) if max_iters is None else positive_int("max_iters", max_iters)
-    st = Settings(kind, T, A, iters, positive_int("seed", seed, 0), qbits, xbits)
-    return published_loop(q, cb, st)
+    return Settings(kind, T, A, iters, positive_int("seed", seed, 0), qbits, xbits)
 
 
 def decode_resonator(queries: Any, codebooks: Any, *, similarity: str = "linf",

@@ -18,8 +18,7 @@ from edge_sdk.errors import EdgeError
 from edge_sdk.factorizer import fixed, lfsr
 from edge_sdk.factorizer.codebooks import Codebooks
 from edge_sdk.factorizer.exhaustive import DEFAULT_LIMIT
-from edge_sdk.factorizer.hyperparams import default_max_iters, paper_a_t
-from edge_sdk.factorizer.inputs import as_codebooks, choice, positive_int
+from edge_sdk.factorizer.inputs import as_codebooks, choice
 
 METHODS = ("published", "default")
 QUERY_BITS = 16  # the C API takes uint16_t query entries (a network's non-negative outputs)
@@ -127,19 +126,14 @@ def decoder_spec(codebooks: Codebooks | Any, method: str = "published", *,
     if not cb.is_onehot:
         raise EdgeError("the cortex-m factorizer takes one-hot codebooks (index tables)")
     F, M, B, L = cb.shape
-    qbits, xbits = positive_int("qbits", qbits), positive_int("xbits", xbits)
-    _check_words(F, M, B, L, qbits, xbits)
-    kind = choice("similarity", similarity, ("linf", "dot"))
-    a_def, t_def = paper_a_t(B * L, F, B, M)
-    A = a_def if A is None else positive_int("A", A, 0)
-    T = t_def if T is None else float(T)
-    if not T >= 0:
-        raise EdgeError(f"T must be a number >= 0, got {T!r}")
-    iters = default_max_iters(M, F) if max_iters is None else positive_int("max_iters", max_iters)
+    st = fixed.settings(cb, similarity=similarity, A=A, T=T, max_iters=max_iters, seed=seed,
+                        qbits=qbits, xbits=xbits)
+    _check_words(F, M, B, L, st.qbits, st.xbits)
+    kind, A, T, iters = st.kind, st.A, st.T, st.max_iters
     if method == "default":
         if M**F > DEFAULT_LIMIT:  # as fixed.decode_default; flat indices stay below 2^31
             raise EdgeError(f"cortex-m factorizer: exhaustive search over M^F = {M}^{F} "
                             f"products exceeds {DEFAULT_LIMIT:.3g}; use the published decoder")
         kind, A, T, iters = "dot", 0, 0.0, 1
     return DecoderSpec(method, np.asarray(cb.indices, dtype=np.int64), L, kind, A, T, iters,
-                       positive_int("seed", seed, 0), qbits, xbits)
+                       st.seed, st.qbits, st.xbits)
