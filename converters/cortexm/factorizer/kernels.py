@@ -1,13 +1,14 @@
 """The fixed-point factorizer's loops as TVMScript kernels (one C function each).
 
 Each kernel is one step of `edge_sdk.factorizer.fixed` (its module docstring is the spec) for
-ONE factor or one query; the driver (driver.py) sequences them and passes per-factor pointers
+ONE factor or one query; the driver (emit.py) sequences them and passes per-factor pointers
 into the flash tables, so the code size does not grow with F. Why these shapes:
 
 - correlation (step 3) visits only the nonzero estimate entries x[j]: the result is the same
-  sum, but once a factor has converged its estimate is one-hot and unbinding costs L
-  multiply-adds per block instead of L^2 (index arithmetic in all but name). The circular
-  index (j + l) mod L is split into two straight runs, so no modulo is computed;
+  sum, but once a factor has converged its estimate is one-hot, x[j] = X, and unbinding is a
+  rotation of u (index arithmetic, no multiply); otherwise four outputs are accumulated in
+  registers per pass over the nonzero entries, reading a doubled copy of u so that
+  (j + l) mod L needs no modulo;
 - similarity (step 4) gathers one unbound entry per block at each codevector's hot position
   from the flash index table (gather-and-add); linf keeps each block's two largest entries
   (with multiplicity) so "max over the other positions" is one compare;
@@ -15,8 +16,9 @@ into the flash tables, so the code size does not grow with F. Why these shapes:
   Fisher-Yates shuffle over a per-query permutation) and the pull-up on M integers;
 - bundling (step 6) adds activations into per-block counters at the hot positions and divides
   exactly, (c * X) // S, in 32-bit words unless the bound needs 64 (spec.bundle_dtype);
-- the `default` decoder is exhaustive search over the M^F integer scores, the last factor
-  innermost, strict '>' so ties keep the lowest flat index.
+- the `default` decoder is exhaustive search over the M^F integer scores on a doubled query,
+  the last factor innermost with its B gathers unrolled, strict '>' so ties keep the lowest
+  flat index.
 
 All quantities are non-negative, so unsigned division and shifts equal the spec's floors.
 """
