@@ -40,8 +40,8 @@ def codec(folder: str | Path, meta: dict):
 
 
 def _describe(info: Info) -> str:
-    kind = {Device.CORTEX_M: "Cortex-M firmware", Device.FPGA: "FPGA bitstream"}.get(
-        info.device, f"device kind {info.device}")
+    kind = {Device.CORTEX_M: "a Cortex-M firmware", Device.FPGA: "an FPGA bitstream"}.get(
+        info.device, f"a device of kind {info.device}")
     return f"{kind} taking {info.in_bytes}-byte inputs and giving {info.out_bytes}-byte outputs"
 
 
@@ -59,7 +59,7 @@ def infer(folder: str | Path, port: str, x: np.ndarray, *, baud: int = DEFAULT_B
     with Link(port, baud, timeout) as link:
         info = link.info()
         if info != c.info:
-            raise EdgeError(f"{port}: the device is a {_describe(info)}, {folder} is a "
+            raise EdgeError(f"{port}: the device is {_describe(info)}, {folder} is "
                             f"{_describe(c.info)}: flash or load this build first")
         for i in range(n):
             frame = link.request(Type.INFER, c.encode(q[i]), c.info.out_bytes,

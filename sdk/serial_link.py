@@ -130,7 +130,8 @@ class Link:
 
     def _error(self, exc: FrameError, what: str, wait: float, answer_bytes: int) -> EdgeError:
         if exc.reason == "timeout":
-            return EdgeError(f"{self.port}: no answer to {what} within {wait:.1f} s ({exc}); is "
+            detail = "" if str(exc) == "no answer" else f" ({exc})"
+            return EdgeError(f"{self.port}: no answer to {what} within {wait:.1f} s{detail}; is "
                              "the device running edge-sdk's UART firmware or bitstream (convert "
                              f"--io uart / build) at {self.baud} baud?")
         if exc.reason == "bad_crc":
