@@ -15,6 +15,8 @@ weight quantiser, so the ONNX file holds the exact weights as an initializer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -52,10 +54,19 @@ class _Quantised:
             return self.frozen_weight
         return self.weight_quant(self.weight)
 
-    def _input(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.input_quant is None:
-            return x, None
-        return self.input_quant.quantize(x)
+    def _compute(self, x: torch.Tensor, op: Callable[..., torch.Tensor],
+                 bias_shape: tuple[int, ...] | None) -> torch.Tensor:
+        """op(x_q, W_q, bias), or op(x_q, W_q) * scale + bias when the input has a scale."""
+        scale = None
+        if self.input_quant is not None:
+            x, scale = self.input_quant.quantize(x)
+        w = self.quantized_weight()
+        if scale is None:
+            return op(x, w, self.bias)
+        y = op(x, w, None) * scale
+        if self.bias is None:
+            return y
+        return y + (self.bias if bias_shape is None else self.bias.reshape(bias_shape))
 
 
 class QuantLinear(nn.Linear, _Quantised):
@@ -67,12 +78,7 @@ class QuantLinear(nn.Linear, _Quantised):
         self._setup(weight_quant, input_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, scale = self._input(x)
-        w = self.quantized_weight()
-        if scale is None:
-            return F.linear(x, w, self.bias)
-        y = F.linear(x, w) * scale
-        return y if self.bias is None else y + self.bias
+        return self._compute(x, F.linear, None)
 
 
 class QuantConv2d(nn.Conv2d, _Quantised):
@@ -86,12 +92,7 @@ class QuantConv2d(nn.Conv2d, _Quantised):
         self._setup(weight_quant, input_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, scale = self._input(x)
-        w = self.quantized_weight()
-        if scale is None:
-            return self._conv_forward(x, w, self.bias)
-        y = self._conv_forward(x, w, None) * scale
-        return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
+        return self._compute(x, self._conv_forward, (1, -1, 1, 1))
 
 
 class BinaryLinear(QuantLinear):
