@@ -59,6 +59,13 @@ def crc32_byte(crc: Value, byte: Value) -> Value:
     return Cat(*bits)
 
 
+def framed_info(in_width: int, in_beats: int, out_width: int, out_beats: int) -> Info:
+    """The INFO answer of a FramedUart with these streams (the host checks it, uart_io.py)."""
+    in_bpb, out_bpb = (in_width + 7) // 8, (out_width + 7) // 8
+    return Info(device=Device.FPGA, in_item=in_bpb, signed=False, in_bytes=in_bpb * in_beats,
+                out_bytes=out_bpb * out_beats)
+
+
 class FramedUart(wiring.Component):
     """`rx`/`tx` pins; `o` feeds the network's input beats, `i` takes its output beats.
 
@@ -88,8 +95,7 @@ class FramedUart(wiring.Component):
     @property
     def info(self) -> Info:
         """What this wrapper answers to INFO."""
-        return Info(device=Device.FPGA, in_item=self.in_bpb, signed=False,
-                    in_bytes=self.in_bytes, out_bytes=self.out_bytes)
+        return framed_info(self.in_width, self.in_beats, self.out_width, self.out_beats)
 
     def elaborate(self, platform):
         m = Module()
