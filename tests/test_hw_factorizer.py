@@ -184,10 +184,14 @@ def _cocotb_case(shape, method: str, n: int, seed: int, tmp_path):
     return res
 
 
+# Default run: one clean and one moved0.05 query per size (seed 1: the published decoder's
+# moved query converges in a few iterations; a query that runs to max_iters = 85 costs about a
+# minute of Icarus time, so those are left to the slow run and the Amaranth tests above).
 @pytest.mark.parametrize("shape", DONE_WHEN)
 @pytest.mark.parametrize("method", ["published", "default"])
 def test_verilog_under_cocotb_equals_fixed_point(shape, method, tmp_path):
-    _cocotb_case(shape, method, 1, 11, tmp_path)
+    res = _cocotb_case(shape, method, 1 if method == "published" else 3, 1, tmp_path)
+    print(f"{method} {shape}: cycles per query {res.cycles}")
 
 
 @pytest.mark.slow
