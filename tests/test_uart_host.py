@@ -12,17 +12,18 @@ import shutil
 import threading
 import tty
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import pytest
 import serial
 import zoo
-from conftest import run_cli
 
 import edge_sdk
 from edge_sdk import golden, targets
 from edge_sdk import protocol as P
+from edge_sdk.cli import main
 from edge_sdk.infer import codec
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
@@ -97,11 +98,24 @@ def honest(b, info=None):
     return answer
 
 
-def infer(b, port, tmp_path, *extra):
-    out = tmp_path / "y.npy"
-    proc = run_cli("infer", b["out"], "--port", port, "--input", b["x_path"], "--output", out,
-                   "--timeout", "0.5", *extra)
-    return proc, out
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def infer(capsys):
+    """`edge-sdk infer` through the CLI's own main() (in-process: no interpreter start-up)."""
+    def run(b, port, tmp_path, *extra):
+        out = tmp_path / "y.npy"
+        capsys.readouterr()
+        code = main(["infer", str(b["out"]), "--port", str(port), "--input", str(b["x_path"]),
+                     "--output", str(out), "--timeout", "0.5", *extra])
+        captured = capsys.readouterr()
+        return Ran(code, captured.out, captured.err), out
+    return run
 
 
 def assert_refused(proc, out, *words):
@@ -113,14 +127,14 @@ def assert_refused(proc, out, *words):
     assert not out.exists()
 
 
-def test_an_honest_device_gives_the_golden_output(build, tmp_path):
+def test_an_honest_device_gives_the_golden_output(build, tmp_path, infer):
     with FakeDevice(honest(build)) as dev:
         proc, out = infer(build, dev.path, tmp_path, "--check")
     assert proc.returncode == 0, proc.stderr
     assert np.array_equal(np.load(out), golden.run(build["ir"], build["x"]))
 
 
-def test_stale_answers_of_an_earlier_session_are_skipped(build, tmp_path):
+def test_stale_answers_of_an_earlier_session_are_skipped(build, tmp_path, infer):
     good = honest(build)
 
     def answer(frame, n):
@@ -135,24 +149,24 @@ def test_stale_answers_of_an_earlier_session_are_skipped(build, tmp_path):
     assert np.array_equal(np.load(out), golden.run(build["ir"], build["x"]))
 
 
-def test_absent_port(build, tmp_path):
+def test_absent_port(build, tmp_path, infer):
     proc, out = infer(build, tmp_path / "ttyNOPE", tmp_path)
     assert_refused(proc, out, "no such serial port")
 
 
-def test_busy_port(build, tmp_path):
+def test_busy_port(build, tmp_path, infer):
     with FakeDevice(honest(build)) as dev, serial.Serial(dev.path, exclusive=True):
         proc, out = infer(build, dev.path, tmp_path)
     assert_refused(proc, out, dev.path, "busy")
 
 
-def test_silent_device_times_out(build, tmp_path):
+def test_silent_device_times_out(build, tmp_path, infer):
     with FakeDevice(lambda frame, n: None) as dev:
         proc, out = infer(build, dev.path, tmp_path)
     assert_refused(proc, out, "no answer to INFO", "--io uart")
 
 
-def test_timeout_on_a_later_sample_leaves_no_output(build, tmp_path):
+def test_timeout_on_a_later_sample_leaves_no_output(build, tmp_path, infer):
     good = honest(build)
     with FakeDevice(lambda frame, n: good(frame, n) if n < 3 else None) as dev:
         proc, out = infer(build, dev.path, tmp_path)
@@ -176,7 +190,7 @@ def corrupt_crc(frame: bytes) -> bytes:
     (lambda f, b: P.encode(0x82, f.seq, b["answers"][0])[:-6], ("no answer", "went quiet")),
 ], ids=["bad-crc", "short", "long", "status-crc", "status-length", "busy", "model-error",
         "unknown-status", "truncated"])
-def test_bad_answers(build, tmp_path, damage, words):
+def test_bad_answers(build, tmp_path, infer, damage, words):
     good = honest(build)
 
     def answer(frame, n):
@@ -187,7 +201,7 @@ def test_bad_answers(build, tmp_path, damage, words):
     assert_refused(proc, out, "INFER of sample 0", *words)
 
 
-def test_a_device_with_another_model_is_refused(build, tmp_path):
+def test_a_device_with_another_model_is_refused(build, tmp_path, infer):
     other = P.Info(P.Device.CORTEX_M, 2, True, 2 * 32, 40)
     with FakeDevice(honest(build, other)) as dev:
         proc, out = infer(build, dev.path, tmp_path)
