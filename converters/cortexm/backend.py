@@ -150,6 +150,8 @@ def format_report(r: dict) -> str:
                   f"[{r['input']['range'][0]}, {r['input']['range'][1]}]")),
         ("MACs", f"{r['macs']} ({r['binary_macs']} binary)"),
     ]
+    if r.get("uart"):
+        rows.append(("uart", f"{r['uart']['elf']} for edge-sdk infer on {r['uart']['port']}"))
     ipi = r.get("instructions_per_inference")
     if ipi:
         rows.append(("instructions", (f"{ipi['mean']:.0f} per inference (min {ipi['min']}, max "
