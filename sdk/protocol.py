@@ -42,9 +42,10 @@ Device rules (what makes the statuses meaningful):
       and seq, and are sent only after the line has been quiet for `GAP_MS` (so the rest of a
       damaged frame cannot be read as a new one).
     - A gap longer than `GAP_MS` inside a frame drops the partial frame without an answer.
-    - Bytes that arrive while the device computes or answers are dropped; the device then waits
-      for quiet and sends one BUSY answer (type 0x80, seq 0). The host sends one request at a
-      time and waits for its answer, so BUSY means something else talks on the line.
+    - Bytes that arrive while the device computes or answers can be lost (an MCU's UART holds
+      one byte; the FPGA drops them; QEMU holds them back instead). When the device notices, it
+      waits for quiet and sends one BUSY answer (type 0x80, seq 0). The host sends one request
+      at a time and waits for its answer, so BUSY means something else talks on the line.
     - MODEL_ERROR: the model itself failed (edge_model_run returned non-zero).
 """
 
