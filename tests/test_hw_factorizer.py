@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import edge_sdk.factorizer as fz
 from edge_sdk.converters.fpga import factorizer_sim
@@ -200,3 +202,36 @@ def test_verilog_under_cocotb_equals_fixed_point(shape, method, tmp_path):
 def test_verilog_under_cocotb_1000_queries_each(shape, method, tmp_path):
     res = _cocotb_case(shape, method, 1000, 21, tmp_path)
     print(f"{method} {shape}: mean cycles per query {np.mean(res.cycles):.0f}")
+
+
+# ------------------------------------------------------------------ properties, backpressure
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(F=st.integers(2, 3), M=st.integers(2, 6), B=st.integers(1, 3),
+       L=st.sampled_from([2, 4, 8]), lanes=st.integers(1, 4), corr=st.sampled_from([1, 2, 4]),
+       A=st.integers(0, 7), T=st.sampled_from([0.0, 0.2, 0.5]),
+       kind=st.sampled_from(["linf", "dot"]), seed=st.integers(0, 50))
+def test_published_block_property(F, M, B, L, lanes, corr, A, T, kind, seed):
+    cb = fz.random_sbc(F, M, B, L, seed)
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, 50, size=(2, B * L)) * (rng.random((2, B * L)) < 0.4)
+    opts = {"A": A, "T": T, "max_iters": 4, "similarity": kind, "seed": seed}
+    want = fixed.decode(q, cb, "published", **opts)
+    got = _amaranth(published_spec(cb, L, lanes=lanes, corr_lanes=corr, **opts), q)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("method", ["published", "default"])
+def test_blocks_hold_results_under_backpressure(method):
+    F, M, B, L = 2, 5, 2, 8
+    cb = fz.random_sbc(F, M, B, L, 9)
+    q = _queries(cb, 3, "moved0.05", 4)
+    spec = published_spec(cb, L, lanes=2, corr_lanes=2) if method == "published" else \
+        default_spec(cb, L, lanes=2)
+    dut = PublishedFactorizer(spec) if method == "published" else SearchFactorizer(spec)
+    out, _, _ = run_streams(dut, dut.i, dut.o, [int(v) for v in q.reshape(-1)], 3,
+                            ready=lambda c: c % 7 == 3, valid=lambda c: c % 3 != 1)
+    want = fixed.decode(q, cb, method)
+    got = [spec.unpack(w) for w in out]
+    assert [g[0] for g in got] == want[0].tolist()
+    assert [g[1] for g in got] == want[1].tolist()
