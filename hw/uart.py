@@ -1,8 +1,9 @@
 """8N1 UART receiver/transmitter and a bridge from bytes to the network's wide beats.
 
-A board (iCEBreaker) talks to the design over its USB-serial UART: the host sends each input
-beat as ceil(width / 8) bytes, least significant first, and reads each output beat back the
-same way. The bridge holds no model knowledge, only the two payload widths.
+`UartRx`/`UartTx` are shared by both links. `UartBridge` is the raw one: each input beat as
+ceil(width / 8) bytes, least significant first, each output beat back the same way, with no
+framing or check. The board build uses the framed link instead (framed_uart.FramedUart, the
+protocol `edge-sdk infer` speaks); the bridge holds no model knowledge, only the two widths.
 """
 
 from __future__ import annotations
