@@ -44,7 +44,8 @@ class QueryNormaliser(wiring.Component):
         a = Signal(range(B * L + 1))
         b = Signal(range(B))
         pos = Signal(range(L))
-        m.d.comb += [wr.addr.eq(a), wr.data.eq(self.i.payload), rd.addr.eq(a),
+        step = Signal()  # the next entry's read is issued in this cycle
+        m.d.comb += [wr.addr.eq(a), wr.data.eq(self.i.payload), rd.addr.eq(a + step),
                      self.w_addr.eq(a), self.w_block.eq(b),
                      self.w_pos.eq(pos)]
         total = Signal(sum_bits)
@@ -61,6 +62,16 @@ class QueryNormaliser(wiring.Component):
                 m.d.sync += pos.eq(pos + 1)
             m.d.sync += a.eq(a + 1)
 
+        def finish_or_advance():
+            with m.If(a == B * L - 1):
+                m.d.comb += self.done.eq(1)
+                m.d.sync += [a.eq(0), b.eq(0), pos.eq(0), taking.eq(1)]
+                m.d.sync += [sm.eq(0) for sm in sums]
+                m.next = "INGEST"
+            with m.Else():
+                m.d.comb += step.eq(1)
+                advance()
+
         with m.FSM():
             with m.State("INGEST"):
                 m.d.comb += wr.en.eq(self.i.valid)
@@ -70,29 +81,19 @@ class QueryNormaliser(wiring.Component):
                     with m.If(a == B * L - 1):
                         m.d.sync += [a.eq(0), b.eq(0), pos.eq(0), taking.eq(0)]
                         m.next = "WAIT"
-            with m.State("WAIT"), m.If(self.go):
-                m.next = "READ"
-            with m.State("READ"):  # raw[a] arrives next cycle
+            with m.State("WAIT"), m.If(self.go):  # raw[0] is read now: DECIDE sees it
                 m.next = "DECIDE"
-            with m.State("DECIDE"):
+            with m.State("DECIDE"):  # exact entries (0, S, empty block) take one cycle each
                 with m.If((total == 0) | (rd.data == 0) | (rd.data == total)):
                     m.d.comb += [self.w_en.eq(1),
                                  self.w_data.eq(Mux(total == 0, Q // L,
                                                     Mux(rd.data == 0, 0, Q)))]
-                    m.next = "NEXT"
+                    finish_or_advance()
                 with m.Else():
                     m.d.comb += [div.start.eq(1), div.n.eq(rd.data), div.d.eq(total)]
                     m.next = "DIVIDE"
             with m.State("DIVIDE"), m.If(div.done):
                 m.d.comb += [self.w_en.eq(1), self.w_data.eq(div.q)]
-                m.next = "NEXT"
-            with m.State("NEXT"):
-                with m.If(a == B * L - 1):
-                    m.d.comb += self.done.eq(1)
-                    m.d.sync += [a.eq(0), b.eq(0), pos.eq(0)]
-                    m.d.sync += [sm.eq(0) for sm in sums] + [taking.eq(1)]
-                    m.next = "INGEST"
-                with m.Else():
-                    advance()
-                    m.next = "READ"
+                m.next = "DECIDE"
+                finish_or_advance()
         return m
