@@ -54,12 +54,16 @@ def verilog(spec: FactorizerSpec) -> str:
 class SimResult:
     indices: np.ndarray  # [N, F]
     iterations: np.ndarray  # [N]
-    cycles: list[int]  # per query: its last input beat accepted -> its result out
+    cycles: list[int]  # per query: later of (its last input beat, previous result) -> its result
     latency: int  # first query: first input beat -> result
 
 
 def _beats(spec: FactorizerSpec, queries) -> list[int]:
-    q = np.asarray(queries, dtype=np.int64).reshape(-1, spec.B * spec.L)
+    q = np.asarray(queries, dtype=np.int64)
+    if q.size == 0 or q.size % (spec.B * spec.L):
+        raise EdgeError(f"factorizer block: queries of shape {q.shape} are not rows of "
+                        f"B*L = {spec.B * spec.L} entries")
+    q = q.reshape(-1, spec.B * spec.L)
     if (q < 0).any() or (q >= 1 << 31).any():
         raise EdgeError("factorizer block: query entries must be integers in [0, 2^31)")
     return [int(v) for v in q.reshape(-1)]
