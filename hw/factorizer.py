@@ -76,9 +76,10 @@ class PublishedFactorizer(wiring.Component):
             m.submodules[name] = mem
         for p, mem in enumerate(banks):
             m.submodules[f"count{p}"] = mem
-        nports = max(2, P)
+        wide = 2 if C > 1 else 1  # a window of C entries spans two words unless C == 1
+        nports = max(wide, P)
         qn_w = qn.write_port(granularity=qw)
-        qn_r = [qn.read_port() for _ in range(2)]
+        qn_r = [qn.read_port() for _ in range(wide)]
         ua_w, ub_w = ua.write_port(), ub.write_port()
         ua_r = [ua.read_port() for _ in range(nports)]
         ub_r = [ub.read_port() for _ in range(nports)]
@@ -146,7 +147,7 @@ class PublishedFactorizer(wiring.Component):
         m.d.sync += [av1.eq(0), av2.eq(av1), af2.eq(af1), al2.eq(al1), as2.eq(as1),
                      xv2.eq(nz_r.data[pb_l:]), sh2.eq(start[:cb_bits] if cb_bits else 0)]
         words = []
-        for port in range(2):
+        for port in range(wide):
             w0 = Mux(cur == QN, qn_r[port].data,
                      Mux(cur == UA, ua_r[port].data, ub_r[port].data))
             words.append(w0)
@@ -191,13 +192,13 @@ class PublishedFactorizer(wiring.Component):
             hp = hot_pos(p, sb1) if p < P else 0
             a_sim = (sb1 << (pb_l - cb_bits)) + (hp >> cb_bits)
             a_cor = row0 if p == 0 else row1
-            a_any = Mux(sv1, a_sim, a_cor) if p < 2 else a_sim
+            a_any = Mux(sv1, a_sim, a_cor) if p < wide else a_sim
             m.d.comb += [ua_r[p].addr.eq(a_any), ub_r[p].addr.eq(a_any)]
             if p < P:
                 sel = Signal(range(C), name=f"sel2_{p}")
                 m.d.sync += sel.eq(hp[:cb_bits] if cb_bits else 0)
                 sel2.append(sel)
-        m.d.comb += [qn_r[0].addr.eq(row0), qn_r[1].addr.eq(row1)]
+        m.d.comb += [r.addr.eq(a) for r, a in zip(qn_r, (row0, row1), strict=False)]
         lane_acc = [Signal(sw, name=f"lane_acc{p}") for p in range(P)]
         sims = []
         chain_best, chain_idx = best, best_idx
