@@ -123,6 +123,8 @@ def evaluate(folder: Path = HERE) -> dict:
         },
         "fc": {
             "accuracy": accuracy(scores.argmax(1), classes),
+            "per_attribute": [float((np.stack(np.unravel_index(scores.argmax(1), (m,) * f), 1)
+                                     [:, i] == y[:, i]).mean()) for i in range(f)],
             "check_vs_onnxruntime": "pass" if check_ok else proc.stdout + proc.stderr,
             "digest": digest(scores.argmax(1)),
             "head_bytes": fb["weights"], "head_batchnorm_bytes": fb["batchnorm_float32"],
