@@ -39,7 +39,7 @@ class QueryNormaliser(wiring.Component):
         m.submodules.raw = raw
         wr = raw.write_port()
         rd = raw.read_port()
-        m.submodules.div = div = FractionDivider(sum_bits, s.qbits)
+        m.submodules.div = div = FractionDivider(sum_bits, s.qbits, per_cycle=1)
         sums = Array(Signal(sum_bits, name=f"sum{b}") for b in range(B))
         a = Signal(range(B * L + 1))
         b = Signal(range(B))

@@ -33,22 +33,24 @@ class FractionDivider(wiring.Component):
         rem = Signal(w + 1)
         den = Signal(w)
         left = Signal(range(self.k + 1))  # quotient bits still to produce
+        # the steps read only registers (not `start`), so their carry chains stay off the
+        # caller's paths into `start`, `n` and `d`
+        r, q = rem, self.q
+        for step in range(self.per_cycle):
+            active = left > step
+            twice = Signal(w + 2, name=f"twice{step}")
+            m.d.comb += twice.eq(r << 1)
+            fits = twice >= den
+            r_next = Signal(w + 1, name=f"rem{step}")
+            q_next = Signal(self.k, name=f"q{step}")
+            m.d.comb += [r_next.eq(Mux(active, twice - Mux(fits, den, 0), r)),
+                         q_next.eq(Mux(active, (q << 1) | fits, q))]
+            r, q = r_next, q_next
+        done_now = left <= self.per_cycle
         m.d.sync += self.done.eq(0)
         with m.If(self.start):
             m.d.sync += [rem.eq(self.n), den.eq(self.d), left.eq(self.k), self.q.eq(0)]
         with m.Elif(left != 0):
-            r, q = rem, self.q
-            for step in range(self.per_cycle):
-                active = left > step
-                twice = Signal(w + 2, name=f"twice{step}")
-                m.d.comb += twice.eq(r << 1)
-                fits = twice >= den
-                r_next = Signal(w + 1, name=f"rem{step}")
-                q_next = Signal(self.k, name=f"q{step}")
-                m.d.comb += [r_next.eq(Mux(active, twice - Mux(fits, den, 0), r)),
-                             q_next.eq(Mux(active, (q << 1) | fits, q))]
-                r, q = r_next, q_next
-            done_now = left <= self.per_cycle
             m.d.sync += [rem.eq(r), self.q.eq(q), self.done.eq(done_now),
                          left.eq(Mux(done_now, 0, left - self.per_cycle))]
         return m

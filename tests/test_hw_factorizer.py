@@ -65,14 +65,15 @@ def _run_unit(dut, cases, drive, read):
     return got
 
 
-def test_fraction_divider_is_floor_of_the_scaled_fraction():
+@pytest.mark.parametrize("per_cycle", [1, 2, 5])
+def test_fraction_divider_is_floor_of_the_scaled_fraction(per_cycle):
     rng = np.random.default_rng(0)
     cases = []
     for _ in range(60):
         d = int(rng.integers(2, 1 << 20))
         cases.append((int(rng.integers(1, d)), d))
     cases += [(1, (1 << 20) - 1), ((1 << 20) - 2, (1 << 20) - 1), (1, 2)]
-    dut = FractionDivider(20, 12)
+    dut = FractionDivider(20, 12, per_cycle)
 
     def drive(ctx, n, d):
         ctx.set(dut.n, n)
