@@ -180,7 +180,10 @@ class PublishedFactorizer(wiring.Component):
         sv2, sf2, sl2 = Signal(), Signal(), Signal()
         sb2 = Signal(range(B))
         sg2 = Signal(range(G))
-        m.d.sync += [sv1.eq(0), sv2.eq(sv1), sf2.eq(sf1), sl2.eq(sl1), sb2.eq(sb1), sg2.eq(sg1)]
+        sv3 = Signal()
+        sg3 = Signal(range(G))
+        m.d.sync += [sv1.eq(0), sv2.eq(sv1), sf2.eq(sf1), sl2.eq(sl1), sb2.eq(sb1), sg2.eq(sg1),
+                     sv3.eq(sv2 & sl2), sg3.eq(sg2)]
         m.d.comb += rom_r.addr.eq(f * G + grp)
 
         def hot_pos(p, b_sig):
@@ -217,17 +220,19 @@ class PublishedFactorizer(wiring.Component):
                 m.d.comb += nv.eq(Mux(miss > prev, miss, prev))
             with m.If(sv2):
                 m.d.sync += lane_acc[p].eq(nv)
+            # stage 3 (a group's last block went through stage 2 in the previous cycle):
+            # scores are registered, so the max search does not extend the score's path
             sim = Signal(sw, name=f"sim{p}")
-            m.d.comb += sim.eq(nv if s.kind == "dot" else Q - nv)
+            m.d.comb += sim.eq(lane_acc[p] if s.kind == "dot" else Q - lane_acc[p])
             sims.append(sim)
-            midx = sg2 * P + p
+            midx = sg3 * P + p
             better = (midx < M) & (sim > chain_best)
             nb, ni = Signal(sw, name=f"best{p}"), Signal(s.index_bits, name=f"best_idx{p}")
             m.d.comb += [nb.eq(Mux(better, sim, chain_best)),
                          ni.eq(Mux(better, midx, chain_idx))]
             chain_best, chain_idx = nb, ni
-        with m.If(sv2 & sl2):
-            m.d.comb += [sim_w.en.eq(1), sim_w.addr.eq(sg2), sim_w.data.eq(Cat(*sims))]
+        with m.If(sv3):
+            m.d.comb += [sim_w.en.eq(1), sim_w.addr.eq(sg3), sim_w.data.eq(Cat(*sims))]
             m.d.sync += [best.eq(chain_best), best_idx.eq(chain_idx)]
 
         read_next = Signal()
@@ -350,7 +355,7 @@ class PublishedFactorizer(wiring.Component):
                     with m.If(grp == G - 1):
                         m.d.sync += [grp.eq(0), drain.eq(0)]
                         m.next = "SIM_DRAIN"
-            with m.State("SIM_DRAIN"):
+            with m.State("SIM_DRAIN"):  # DECIDE starts right after stage 3 updated `best`
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == DRAIN):
                     m.next = "DECIDE"
