@@ -16,8 +16,8 @@ GAP_MS at the board clock) and/or the `ended` input (SPI: chip select went high)
 only once the bytes delivered before it have been read. Bytes that arrive while the link answers
 are dropped; with `report_lost` they are reported by one BUSY answer after the answer (a UART,
 where a second talker is possible), without it silently (SPI, where the host clocks bytes to
-read the answer). `listening` is high while a request may arrive or is arriving; `tx_last`
-marks the last byte of each answer, so a transport can buffer whole answers.
+read the answer). `tx_last` marks the last byte of each answer, so a transport can buffer whole
+answers.
 
 `crc32_byte` is the byte-wide CRC-32 update (unrolled bitwise, reflected 0xEDB88320): the
 running register starts at all ones and is sent complemented, as zlib defines the CRC.
@@ -93,7 +93,6 @@ class FrameLink(wiring.Component):
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             "ended": In(1),
-            "listening": Out(1),
             "tx_last": Out(1),
             "o": Out(stream.Signature(in_width)),
             "i": In(stream.Signature(out_width)),
@@ -303,11 +302,11 @@ class FrameLink(wiring.Component):
                             m.next = "QUIET"
                         with m.Else():
                             m.next = "HUNT0"
-        m.d.comb += self.listening.eq(fsm.ongoing("HUNT0") | fsm.ongoing("HUNT1")
-                                      | fsm.ongoing("HEADER") | fsm.ongoing("PAYLOAD")
-                                      | fsm.ongoing("PAD") | fsm.ongoing("CHECK"))
         # bytes received while answering are dropped (and remembered -> one BUSY answer)
-        with m.If(~self.listening & ~fsm.ongoing("QUIET")):
+        answering = Signal()
+        m.d.comb += answering.eq(fsm.ongoing("SEND_HEADER") | fsm.ongoing("SEND_INFO")
+                                 | fsm.ongoing("SEND_OUT") | fsm.ongoing("SEND_CRC"))
+        with m.If(answering):
             m.d.comb += pop.eq(1)
             if self.report_lost:
                 with m.If(have):
