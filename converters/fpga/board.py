@@ -6,7 +6,8 @@ board's USB-serial UART through `hw.framed_uart.FramedUart`, at 115200 baud from
 clock: the same frames, CRC-32 and statuses as the Cortex-M firmware (edge_sdk.protocol), so
 `edge-sdk infer` drives either. INFER payloads are the input beats, ceil(width / 8) bytes each
 (LSB first; layouts in the manifest), answers the output beats. `UartTop` is the board-free
-part (rx/tx pins), which the cocotb test of the whole path simulates (uart_io.py). Tools:
+part (rx/tx pins), which the cocotb test of the whole path simulates (uart_io.py); `SpiTop` is
+the same design behind the SPI transport (hw/spi.py, tested under cocotb in test_spi.py). Tools:
 amaranth-boards' platform driving the pinned yowasp yosys, nextpnr-ice40 and icepack, so no
 system toolchain is needed.
 """
@@ -25,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...errors import EdgeError
 from ...hw.framed_uart import FramedUart
+from ...hw.spi import FramedSpi
 from ...hw.toolchain import scoped_env, yowasp_tool
 from ...protocol import GAP_MS
 from .generate import MANIFEST, TOP, VERILOG
@@ -55,6 +57,18 @@ def link_params(files: Mapping[str, str]) -> dict:
             "out_width": ports["o__payload"], "out_beats": beats_per_inference(info["output"])}
 
 
+def _edge_net(m: Module, link) -> None:
+    """An `edge_net` instance (the generated Verilog) between a host link's `o` and `i`."""
+    o_ready = Signal()
+    m.submodules.net = Instance(
+        TOP,
+        i_clk=ClockSignal(), i_rst=ResetSignal(),
+        i_i__payload=link.o.payload, i_i__valid=link.o.valid, o_i__ready=link.o.ready,
+        o_o__payload=link.i.payload, o_o__valid=link.i.valid, i_o__ready=o_ready,
+    )
+    m.d.comb += o_ready.eq(link.i.ready)
+
+
 class UartTop(wiring.Component):
     """`FramedUart` <-> an `edge_net` instance; pins `rx`, `tx` (and the sync clock/reset)."""
 
@@ -67,14 +81,23 @@ class UartTop(wiring.Component):
         m = Module()
         m.submodules.link = link = self.link
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
-        o_ready = Signal()
-        m.submodules.net = Instance(
-            TOP,
-            i_clk=ClockSignal(), i_rst=ResetSignal(),
-            i_i__payload=link.o.payload, i_i__valid=link.o.valid, o_i__ready=link.o.ready,
-            o_o__payload=link.i.payload, o_o__valid=link.i.valid, i_o__ready=o_ready,
-        )
-        m.d.comb += o_ready.eq(link.i.ready)
+        _edge_net(m, link)
+        return m
+
+
+class SpiTop(wiring.Component):
+    """`FramedSpi` <-> an `edge_net` instance; pins `sck`, `cs_n`, `mosi`, `miso`."""
+
+    def __init__(self, in_width: int, in_beats: int, out_width: int, out_beats: int):
+        self.link = FramedSpi(in_width, in_beats, out_width, out_beats)
+        super().__init__({"sck": In(1), "cs_n": In(1, init=1), "mosi": In(1), "miso": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = self.link
+        m.d.comb += [link.sck.eq(self.sck), link.cs_n.eq(self.cs_n), link.mosi.eq(self.mosi),
+                     self.miso.eq(link.miso)]
+        _edge_net(m, link)
         return m
 
 
