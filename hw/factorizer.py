@@ -90,7 +90,7 @@ class PublishedFactorizer(wiring.Component):
         cnt_w = [mem.write_port() for mem in banks]
         cnt_r = [mem.read_port(transparent_for=(wp,)) for mem, wp in zip(banks, cnt_w,
                                                                           strict=True)]
-        m.submodules.div = div = FractionDivider(cw, s.xbits)
+        m.submodules.div = div = FractionDivider(cw, s.xbits, per_cycle=1)
         m.submodules.mod = mod = Modulo(32, s.index_bits + 1)
 
         lane_in = intake.w_addr[:cb_bits] if cb_bits else 0
