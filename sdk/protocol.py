@@ -3,7 +3,9 @@
 `edge-sdk infer` sends one input sample per request over a serial line (8N1, 115200 baud by
 default) and reads one answer per request. The same bytes go to the Cortex-M firmware
 (firmware/common/link.c) and to the FPGA's framed UART (hw/framed_uart.py); both are tested
-against this module.
+against this module. The FPGA can also take the same frames over SPI (hw/spi.py), where chip
+select going high ends a frame instead of GAP_MS of quiet and the host polls for the answer;
+that module's docstring holds its transaction rules.
 
 Frame (all multi-byte fields little-endian)::
 
