@@ -13,12 +13,13 @@ clocks. The transaction rules (what `host_exchange` below does, and what a host 
    is what ends a frame: a transaction that ends before the frame is complete drops it without an
    answer, and error answers (BAD_CRC, BAD_LENGTH, BAD_TYPE) are made only after CS went high, so
    the rest of a damaged frame is never parsed as a new one.
-2. Then the host polls: it clocks `POLL` bytes (any value is ignored while the device works on a
-   request or holds an unread answer; 0x00 is never the start of a frame when it is not) in as
-   many transactions of any length as it likes, and reads MISO: `FILL` (0xA5) until the whole
-   answer frame is in the device, then the answer frame back to back (no filler inside a frame),
-   then `FILL` again. The host skips bytes until the sync (0xED 0x5A), reads the header and the
-   length it announces; FILL is neither sync byte, so it never starts a false frame.
+2. Then the host polls: it clocks `POLL` (0x00) bytes, in as many transactions of any length as
+   it likes, and reads MISO: `FILL` (0xA5) until the whole answer frame is in the device, then
+   the answer frame back to back (no filler inside a frame), then `FILL` again. The host skips
+   bytes until the sync (0xED 0x5A), then reads the header and the length it announces; FILL is
+   neither sync byte, so it never starts a false frame. Poll bytes clocked while the answer is
+   made or waits are ignored; those clocked after it was read reach the frame parser, which
+   skips 0x00 as it is not a sync byte.
 3. A byte counts only when all eight of its bits were clocked: an answer byte whose transaction
    ends early is sent again in the next, and a partial request byte is dropped.
 4. One request at a time: bytes clocked while the device works on a request or holds an answer are
