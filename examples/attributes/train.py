@@ -33,7 +33,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from data import SIZE, TRAIN_PER_CLASS, F, M, Split, all_classes, test_split, train_split
+from data import (
+    SIZE,
+    TRAIN_PER_CLASS,
+    TRAIN_SEED,
+    F,
+    M,
+    Split,
+    all_classes,
+    make_split,
+    test_split,
+)
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.nn import functional as tf
@@ -59,6 +69,7 @@ class Config:
     blocks: int = 8
     block_len: int = 16
     hidden: int = 0  # query head only: a binary hidden layer of this width before the query
+    train_per_class: int = TRAIN_PER_CLASS
 
 
 def backbone(widths: tuple[int, int, int]) -> nn.Sequential:
@@ -198,7 +209,7 @@ def append_factorizer(path: Path, cb: Codebooks) -> None:
 
 def train_head(kind: str, cfg: Config, out: Path, epochs: int | None = None) -> dict:
     """Train, evaluate in torch and export one head into `out` (one process's job)."""
-    tr, te = train_split(), test_split()
+    tr, te = make_split(cfg.train_per_class, TRAIN_SEED), test_split()
     cb = codebooks(cfg)
     model, seconds = train(kind, cfg, tr, cb, epochs)
     acc = torch_accuracy(kind, model, te, cb)
@@ -221,7 +232,7 @@ def run(cfg: Config, out: Path, heads: tuple[str, ...] = ("query", "fc"),
     te = test_split()
     np.save(out / "test_x.npy", te.x)
     np.save(out / "test_y.npy", te.y)
-    summary: dict = {"config": asdict(cfg), "train_images": M**F * TRAIN_PER_CLASS,
+    summary: dict = {"config": asdict(cfg), "train_images": M**F * cfg.train_per_class,
                      "test_images": len(te.x)}
     start = time.perf_counter()
     if parallel and len(heads) > 1:
@@ -242,6 +253,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=Config.blocks)
     ap.add_argument("--block-len", type=int, default=Config.block_len)
     ap.add_argument("--hidden", type=int, default=Config.hidden)
+    ap.add_argument("--per-class", type=int, default=TRAIN_PER_CLASS,
+                    help="training images per class")
     ap.add_argument("--heads", default="query,fc")
     ap.add_argument("--out", type=Path, default=HERE)
     a = ap.parse_args()
@@ -249,7 +262,7 @@ def main() -> None:
     if len(widths) != 3:
         ap.error("--widths takes three channel counts")
     cfg = Config(epochs=a.epochs, widths=widths, blocks=a.blocks, block_len=a.block_len,
-                 hidden=a.hidden)
+                 hidden=a.hidden, train_per_class=a.per_class)
     summary = run(cfg, a.out, tuple(a.heads.split(",")))
     (a.out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
 
