@@ -216,6 +216,57 @@ def test_answer_read_in_odd_chunks_and_partial_bytes(mlp):
     assert set(stream[end:]) == {FILL}
 
 
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None)
+@given(st.integers(HALF, HALF + 3), st.integers(1, 12), st.integers(0, 2**32 - 1),
+       st.sampled_from(["ok", "flip", "short", "cut"]))
+def test_random_requests_clock_rates_and_polls(mlp, half, chunk, seed, damage):
+    """Any SCK rate the rules allow, any poll size: exact scores, or the damage's status."""
+    graph = mlp["graph"]
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 16, size=(2, 16)).astype(np.float32)
+    q = golden.quantise_input(graph.layers[0], x)
+    want = golden.run_all(graph, x)[graph.layers[-1].inputs[0]]
+    first = bytearray(P.encode(P.Type.INFER, 1, payload_of(mlp, q[0])))
+    if damage == "flip":
+        first[int(rng.integers(2, len(first)))] ^= 1 << int(rng.integers(8))
+    elif damage == "short":
+        first = bytearray(P.encode(P.Type.INFER, 1, payload_of(mlp, q[0])[:-1]))
+    elif damage == "cut":
+        first = first[:int(rng.integers(3, len(first)))]
+    dut = Dut(mlp["net"], mlp["p"])
+
+    async def script(spi: SpiMaster):
+        async def ask(frame: bytes) -> P.Frame:
+            return await host_exchange(spi.transfer, frame, 256, chunk=chunk, max_polls=3000)
+
+        got = [None if damage == "cut" else await ask(bytes(first))]
+        if damage == "cut":
+            await spi.transfer(bytes(first))
+        return [*got, await ask(P.encode(P.Type.INFER, 2, payload_of(mlp, q[1])))]
+
+    async def bench(ctx):
+        await ctx.tick().repeat(8)
+        result.append(await script(SpiMaster(ctx, dut, half)))
+
+    result: list = []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    one, two = result[0]
+    if damage == "ok":
+        assert (one.seq, one.status) == (1, P.Status.OK)
+        assert np.array_equal(scores_of(mlp, one.payload), want[0])
+    elif damage == "short":
+        assert (one.seq, one.status, one.payload) == (1, P.Status.BAD_LENGTH, b"")
+    elif damage == "flip":  # the bit may be in the type, seq or length field too
+        assert one.status in (P.Status.BAD_CRC, P.Status.BAD_LENGTH, P.Status.BAD_TYPE)
+        assert one.payload == b""
+    assert (two.seq, two.status) == (2, P.Status.OK)
+    assert np.array_equal(scores_of(mlp, two.payload), want[1])
+
+
 # --- the exported Verilog under cocotb + Icarus -------------------------------------------
 
 
