@@ -250,3 +250,12 @@ def test_blocks_hold_results_under_backpressure(method):
     got = [spec.unpack(w) for w in out]
     assert [g[0] for g in got] == want[0].tolist()
     assert [g[1] for g in got] == want[1].tolist()
+
+
+@pytest.mark.slow
+def test_published_block_with_one_lane_fits_an_up5k():
+    """Yosys counts of the F=3, M=16, B=8, L=64 decoder at lanes = corr_lanes = 1."""
+    cb = fz.random_sbc(3, 16, 8, 64, 0)
+    rep = factorizer_sim.synth(published_spec(cb, 64, lanes=1, corr_lanes=1), pnr=False)
+    print(rep)
+    assert rep["fits"] and rep["lut4"] > 0 and rep["bram"] > 0

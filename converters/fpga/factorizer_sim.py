@@ -115,3 +115,11 @@ def run(spec: FactorizerSpec, queries, *, text: str | None = None, max_cycles: i
                                                 [-1] + res["t_out"][:-1], strict=True)]
     return SimResult(np.array(idx, dtype=np.int64), np.array(its, dtype=np.int64), cycles,
                      res["t_out"][0] - res["t_in"][0] + 1)
+
+
+def synth(spec: FactorizerSpec, device: str = "up5k", *, pnr: bool = True) -> dict:
+    """LUT4/FF/BRAM/DSP counts (and nextpnr Fmax with `pnr`) of the block on an iCE40."""
+    from .generate import VERILOG
+    from .synth import synth_report
+
+    return synth_report({VERILOG: verilog(spec)}, device, pnr=pnr, top=TOP)
