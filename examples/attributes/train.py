@@ -253,6 +253,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=Config.blocks)
     ap.add_argument("--block-len", type=int, default=Config.block_len)
     ap.add_argument("--hidden", type=int, default=Config.hidden)
+    ap.add_argument("--lr", type=float, default=Config.lr)
     ap.add_argument("--per-class", type=int, default=TRAIN_PER_CLASS,
                     help="training images per class")
     ap.add_argument("--heads", default="query,fc")
@@ -262,7 +263,7 @@ def main() -> None:
     if len(widths) != 3:
         ap.error("--widths takes three channel counts")
     cfg = Config(epochs=a.epochs, widths=widths, blocks=a.blocks, block_len=a.block_len,
-                 hidden=a.hidden, train_per_class=a.per_class)
+                 hidden=a.hidden, train_per_class=a.per_class, lr=a.lr)
     summary = run(cfg, a.out, tuple(a.heads.split(",")))
     (a.out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
 
