@@ -15,22 +15,11 @@ stage's beat is taken where its `o.valid` and `o.ready` are both high in the Rea
 
 from __future__ import annotations
 
-import json
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-
-def _read_job() -> dict:
-    with open(os.environ["EDGE_FPGA_JOB"]) as fh:
-        return json.load(fh)
-
-
-def _write_result(result: dict) -> None:
-    with open(os.environ["EDGE_FPGA_RESULT"], "w") as fh:
-        json.dump(result, fh)
+from edge_sdk.converters.fpga.bench_files import read_job, write_result
 
 
 def _unsigned(value) -> int:
@@ -40,7 +29,7 @@ def _unsigned(value) -> int:
 
 @cocotb.test()
 async def stream_all_inputs(dut):
-    job = _read_job()
+    job = read_job()
     beats = [int(b, 16) for b in job["beats"]]
     n_out = int(job["output_beats"])
     limit = int(job["max_cycles"])
@@ -100,4 +89,4 @@ async def stream_all_inputs(dut):
     result = {"outputs": outputs, "t_out": t_out, "t_in": t_in, "cycles": cycle}
     if probes:
         result["probes"] = records
-    _write_result(result)
+    write_result(result)

@@ -10,13 +10,12 @@ the design's registered outputs are settled.
 
 from __future__ import annotations
 
-import json
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
+
+from edge_sdk.converters.fpga.bench_files import read_job, write_result
 
 PERIOD_NS = 10
 
@@ -50,19 +49,9 @@ async def _collect(dut, n_out: int, outputs: list[str], t_out: list[int]) -> Non
         await RisingEdge(dut.clk)  # o.ready is held high: the beat leaves on this edge
 
 
-def _read_job() -> dict:
-    with open(os.environ["EDGE_FPGA_JOB"]) as fh:
-        return json.load(fh)
-
-
-def _write_result(result: dict) -> None:
-    with open(os.environ["EDGE_FPGA_RESULT"], "w") as fh:
-        json.dump(result, fh)
-
-
 @cocotb.test()
 async def decode_all_queries(dut):
-    job = _read_job()
+    job = read_job()
     beats = [int(b, 16) for b in job["beats"]]
     n_out = int(job["output_beats"])
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
@@ -80,4 +69,4 @@ async def decode_all_queries(dut):
     cocotb.start_soon(_feed(dut, beats, t_in))
     await with_timeout(_collect(dut, n_out, outputs, t_out),
                        int(job["max_cycles"]) * PERIOD_NS, "ns")
-    _write_result({"outputs": outputs, "t_out": t_out, "t_in": t_in, "cycles": _cycle()})
+    write_result({"outputs": outputs, "t_out": t_out, "t_in": t_in, "cycles": _cycle()})

@@ -7,12 +7,8 @@ and the bench's cycle stamps give the cycles per query the reports quote.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +17,7 @@ from ...hw.factorizer import PublishedFactorizer
 from ...hw.factorizer_search import SearchFactorizer
 from ...hw.factorizer_spec import FactorizerSpec
 from ...hw.toolchain import to_verilog
+from .simulate import run_cocotb
 
 TOP = "edge_factorizer"
 BENCH = "edge_sdk.converters.fpga.factorizer_bench"
@@ -72,33 +69,8 @@ def _beats(spec: FactorizerSpec, queries) -> list[int]:
 def run_bench(text: str, beats: list[int], n_out: int, max_cycles: int,
               work_dir: str | os.PathLike | None = None) -> dict:
     """Compile the Verilog with Icarus and run factorizer_bench on `beats`; its result dict."""
-    from cocotb_tools.runner import get_runner
-
-    own = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="edge_fx_sim_")) if own else Path(work_dir)
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        (work / f"{TOP}.v").write_text(text)
-        job, result, log = work / "job.json", work / "result.json", work / "sim.log"
-        job.write_text(json.dumps({"beats": [format(b, "x") for b in beats],
-                                   "output_beats": n_out, "max_cycles": max_cycles}))
-        result.unlink(missing_ok=True)
-        runner = get_runner("icarus")
-        runner.build(sources=[work / f"{TOP}.v"], hdl_toplevel=TOP, build_dir=work / "build",
-                     timescale=("1ns", "1ps"), log_file=work / "build.log", always=True,
-                     build_args=list(ICARUS_ARGS))
-        runner.test(test_module=BENCH, hdl_toplevel=TOP, build_dir=work / "build",
-                    test_dir=work, log_file=log, timescale=("1ns", "1ps"),
-                    extra_env={"EDGE_FPGA_JOB": str(job), "EDGE_FPGA_RESULT": str(result)})
-        if not result.is_file():
-            tail = log.read_text(errors="replace")[-2000:] if log.is_file() else ""
-            raise RuntimeError(f"factorizer simulation produced no result; log tail:\n{tail}")
-        res = json.loads(result.read_text())
-    finally:
-        if own:
-            shutil.rmtree(work, ignore_errors=True)
-    res["outputs"] = [int(h, 16) for h in res["outputs"]]
-    return res
+    return run_cocotb(text, TOP, beats, n_out, max_cycles, work_dir=work_dir, bench=BENCH,
+                      build_args=ICARUS_ARGS)
 
 
 def run(spec: FactorizerSpec, queries, *, text: str | None = None, max_cycles: int = 10**9,

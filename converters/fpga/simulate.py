@@ -73,15 +73,19 @@ def verilator_ok() -> bool:
     return bool(found) and (int(found[1]), int(found[2])) >= MIN_VERILATOR
 
 
+BENCH = "edge_sdk.converters.fpga.cocotb_bench"
+
+
 def run_cocotb(verilog: str, top: str, beats: list[int], output_beats: int, max_cycles: int, *,
                weights: list[int] | None = None, simulator: str = "icarus",
-               work_dir: str | os.PathLike | None = None, probes: list[str] | None = None
-               ) -> dict:
+               work_dir: str | os.PathLike | None = None, probes: list[str] | None = None,
+               bench: str = BENCH, build_args: tuple[str, ...] = ()) -> dict:
     """Compile `verilog` and stream `beats` through `top` under cocotb; raw result dict.
 
     The top must have stream ports `i` and `o` (and `w` when `weights` is given). Returns
     {"outputs": [int], "t_in": [cycle], "t_out": [cycle], "cycles": total}, and with
-    `probes` (stage instance names, see probes.py) "probes": [[int] per stage].
+    `probes` (stage instance names, see probes.py) "probes": [[int] per stage]. `bench` is the
+    cocotb test module reading the same job/result files (the factorizer has its own).
     """
     from cocotb_tools.runner import get_runner
 
@@ -107,8 +111,9 @@ def run_cocotb(verilog: str, top: str, beats: list[int], output_beats: int, max_
         result.unlink(missing_ok=True)
         runner = get_runner(simulator)
         runner.build(sources=[src], hdl_toplevel=top, build_dir=work / "build",
-                     timescale=("1ns", "1ps"), log_file=work / "build.log", always=True)
-        runner.test(test_module="edge_sdk.converters.fpga.cocotb_bench", hdl_toplevel=top,
+                     timescale=("1ns", "1ps"), log_file=work / "build.log", always=True,
+                     build_args=list(build_args))
+        runner.test(test_module=bench, hdl_toplevel=top,
                     build_dir=work / "build", test_dir=work,
                     extra_env={"EDGE_FPGA_JOB": str(job), "EDGE_FPGA_RESULT": str(result)},
                     log_file=log, timescale=("1ns", "1ps"))
