@@ -83,7 +83,7 @@ def binary_dense_t(
         low[0] = u ^ c
 
     @T.macro
-    def pair(high, ones, W, lst, i, rb):
+    def pair(high, ones, W, lst, i):
         csa(high, ones, W[lst[i]], W[lst[i + 1]])
 
     @T.macro
@@ -107,18 +107,18 @@ def binary_dense_t(
         W = T.decl_buffer((kp + 1,), "uint32", data=base)
         for blk in range(nb):
             i = T.bind(blk * BLOCK)
-            pair(ta, ones, W, lst, i, rb)
-            pair(tb, ones, W, lst, i + 2, rb)
+            pair(ta, ones, W, lst, i)
+            pair(tb, ones, W, lst, i + 2)
             csa(fa, twos, ta[0], tb[0])
-            pair(ta, ones, W, lst, i + 4, rb)
-            pair(tb, ones, W, lst, i + 6, rb)
+            pair(ta, ones, W, lst, i + 4)
+            pair(tb, ones, W, lst, i + 6)
             csa(fb, twos, ta[0], tb[0])
             csa(ea, fours, fa[0], fb[0])
-            pair(ta, ones, W, lst, i + 8, rb)
-            pair(tb, ones, W, lst, i + 10, rb)
+            pair(ta, ones, W, lst, i + 8)
+            pair(tb, ones, W, lst, i + 10)
             csa(fa, twos, ta[0], tb[0])
-            pair(ta, ones, W, lst, i + 12, rb)
-            pair(tb, ones, W, lst, i + 14, rb)
+            pair(ta, ones, W, lst, i + 12)
+            pair(tb, ones, W, lst, i + 14)
             csa(fb, twos, ta[0], tb[0])
             csa(eb, fours, fa[0], fb[0])
             csa(sixteens, eights, ea[0], eb[0])
