@@ -68,7 +68,7 @@ def load(path: str | Path, input_range: tuple[int, int] | None = None) -> Model:
     if split is not None:
         from .factorizer_model import FactorizerModel
 
-        return FactorizerModel(str(p), *split)
+        return FactorizerModel(str(p), *split, input_range=input_range)
     source = import_model(proto, str(p), input_range=input_range)
     return Model(source, lower(source), str(p))
 
