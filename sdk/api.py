@@ -220,6 +220,7 @@ class Simulation:
     facts: dict[str, Any]
     checked: bool
     mismatch: str | None = None
+    outputs: dict[str, np.ndarray] | None = None  # every output by name (factorizer builds)
 
     @property
     def ok(self) -> bool:
@@ -257,21 +258,39 @@ class Build:
 
     folder: Path
     meta: dict = field(repr=False)
-    ir: Graph = field(repr=False)
+    ir: Graph | None = field(repr=False)  # None: a factorizer head with no network before it
 
     @property
     def target(self) -> str:
         return self.meta["target"]
 
     @property
+    def is_factorizer(self) -> bool:
+        """The model ends in the BlockCodeFactorizer node (`factorizer.json` in the folder)."""
+        from .targets import FACTORIZER
+
+        return self.meta.get("kind") == FACTORIZER
+
+    @property
     def options(self) -> dict:
         return dict(self.meta.get("options", {}))
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """The golden model of the IR in this folder: what `simulate` must reproduce."""
+        """The golden model of the IR in this folder: what `simulate` must reproduce (for a
+        factorizer build: the indices of `run --fixed-point`; `run_outputs` has them all)."""
         from . import golden
 
+        if self.is_factorizer:
+            return next(iter(self.run_outputs(x).values()))
         return golden.run(self.ir, x)
+
+    def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name of the golden model of this folder."""
+        from . import targets
+
+        if not self.is_factorizer:
+            return {"output": self.run(x)}
+        return targets.factorizer_golden(self.ir, targets.head_of(self.folder), np.asarray(x))
 
     def simulate(self, x: np.ndarray, *, check: bool = False,
                  board: str | None = None) -> Simulation:
@@ -281,6 +300,8 @@ class Build:
         from . import targets
 
         opts = {"board": board} if board else {}
+        if self.is_factorizer:
+            return self._simulate_factorizer(x, check, opts)
         with progress.step(f"simulating {len(np.asarray(x))} samples on {self.target}"):
             y, facts = targets.simulate(self.folder, x, **opts)
         if not check:
@@ -289,15 +310,45 @@ class Build:
             ref = self.run(x)
         return Simulation(y, facts, True, targets.first_mismatch(y, ref))
 
+    def _simulate_factorizer(self, x: np.ndarray, check: bool, opts: dict) -> Simulation:
+        from . import targets
+
+        x = np.asarray(x)
+        with progress.step(f"simulating {len(x)} samples on {self.target}"):
+            outs, facts = targets.simulate_factorizer(self.folder, x, **opts)
+        first = next(iter(outs.values()))
+        if not check:
+            return Simulation(first, facts, False, outputs=outs)
+        with progress.step("golden model (fixed point)"):
+            ref = self.run_outputs(x)
+        problem = next((f"{name}: {p}" for name in ref
+                        if (p := targets.first_mismatch(outs[name], ref[name]))), None)
+        return Simulation(first, facts, True, problem, outputs=outs)
+
     def report(self) -> Report:
         """The build's figures; the first FPGA report runs yosys and nextpnr (minutes)."""
         from . import targets
 
+        if self.is_factorizer:
+            return self._factorizer_report()
         be = targets.backend(self.target)
         what = " (synthesis and place and route once)" if self.target == "fpga" else ""
         with progress.step(f"{self.target} report{what}"):
             data = be.report(self.folder, self.meta)
         return Report(self.target, data, be.format_report(data))
+
+    def _factorizer_report(self) -> Report:
+        from . import targets
+        from .reports.table import kv_table
+
+        be = targets.factorizer_backend(self.target)
+        with progress.step(f"{self.target} report"):
+            if hasattr(be, "report"):
+                data = be.report(self.folder, self.meta)
+            else:
+                data = json.loads((self.folder / "report.json").read_text())
+        rows = [(k, str(v)) for k, v in sorted(data.items()) if not isinstance(v, (dict, list))]
+        return Report(self.target, data, kv_table(rows or [("target", self.target)]))
 
     def write_html(self, path: str | os.PathLike | None = None) -> Path:
         """One self-contained HTML page (tables, plots as embedded PNGs) of the report;
@@ -305,6 +356,9 @@ class Build:
         from .model import write_file
         from .reports import html
 
+        if self.is_factorizer:
+            raise EdgeError(f"{self.folder}: report --html does not cover factorizer builds yet "
+                            "(report and report --json do)")
         rep = self.report()
         target = Path(path) if path else self.folder / "report.html"
         with progress.step(f"rendering {target.name}"):
@@ -322,6 +376,9 @@ class Build:
     def _board_step(self, action: str, board: str | None) -> str:
         from . import targets
 
+        if self.is_factorizer:
+            raise EdgeError(f"{self.folder}: `{action}` for a board is not available for "
+                            "factorizer builds yet (convert and simulate are)")
         be = targets.backend(self.target)
         board = board or self.options.get("board")
         with progress.step(f"{action} for {board or self.target}"):

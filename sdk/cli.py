@@ -83,9 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("simulate", help="run a batch through a build on its simulator")
     sp.add_argument("folder", help="build folder written by `convert --target cortex-m|fpga`")
     sp.add_argument("--input", required=True, help="input batch .npy")
-    sp.add_argument("--output", required=True, help="where to write the output .npy")
+    sp.add_argument("--output", required=True,
+                    help="where to write the output: .npy (the first output) or .npz (all "
+                         "outputs by name, e.g. a factorizer's indices and iterations)")
     sp.add_argument("--check", action="store_true",
-                    help="fail (exit 1) unless every output equals the golden model's")
+                    help="fail (exit 1) unless every output equals the golden model's (for a "
+                         "factorizer head: `run --fixed-point`)")
     sp.add_argument("--board", help="cortex-m: simulate on another QEMU board than the one "
                     "given to convert (qemu-mps2-an386 = M4, qemu-mps2-an385 = M3)")
 
@@ -206,7 +209,7 @@ def cmd_simulate(args) -> int:
     x = load_npy(args.input)
     build = open_build(args.folder)
     sim = build.simulate(x, check=args.check, board=args.board)
-    save_outputs(args.output, {"output": sim.output})
+    save_outputs(args.output, sim.outputs or {"output": sim.output})
     for key, value in sorted(sim.facts.items()):
         print(f"{key}: {value}")
     if sim.checked:
@@ -233,6 +236,9 @@ def cmd_infer(args) -> int:
     from . import golden, progress, targets
     from .infer import infer
 
+    if targets.open_build(args.folder)[0].get("kind") == targets.FACTORIZER:
+        raise EdgeError(f"{args.folder}: `infer` does not drive factorizer builds yet "
+                        "(simulate does)")
     x = load_npy(args.input)
     with progress.step(f"{len(x)} samples over {args.port}", total=len(x)) as advance:
         y, facts = infer(args.folder, args.port, x, baud=args.baud, timeout=args.timeout,

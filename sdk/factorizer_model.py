@@ -127,6 +127,10 @@ class FactorizerModel(ModelAPI):
         _f, _m, b, length = self.head.shape
         net, _tail = factorizer_tail.split(self.network, self.head.query, b, length, self.path,
                                            self.head.node_name)
+        if not net.graph.node:
+            raise EdgeError(f"{self.path}: node '{self.head.node_name}' (BlockCodeFactorizer): "
+                            "the block softmax reads the model input (float logits); a target "
+                            "needs a binary network's scores there, or the query as the input")
         return lower(import_model(net, self.path, input_range=self.input_range))
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -150,4 +154,23 @@ class FactorizerModel(ModelAPI):
             "codebook_bytes": head_bytes,
             "fc_binary_bytes": classes * d // 8, "fc_float32_bytes": classes * d * 4,
             "network_nodes": len(self.network.graph.node),
+            "targets": self._targets_summary(),
         }
+
+    def _targets_summary(self) -> dict:
+        """How convert would deploy the model, or why it cannot."""
+        try:
+            ir, dep = self.deployed()
+        except EdgeError as exc:
+            return {"convertible": False, "reason": str(exc), "text": f"not convertible: {exc}"}
+        d = {"convertible": True, "method": dep.method, "network_layers": 0 if ir is None
+             else len(ir.layers)}
+        if dep.tail is None:
+            d["text"] = f"{dep.method} fixed-point decoder on the quantised query"
+        else:
+            t = dep.tail
+            d.update(softmax_frac_bits=t.frac, softmax_shift=t.shift, softmax_table=len(t.table))
+            d["text"] = (f"{d['network_layers']} IR layers -> integer block softmax (logits at "
+                         f"2^-{t.frac}, {len(t.table)}-entry exp table) -> {dep.method} "
+                         "fixed-point decoder")
+        return d

@@ -43,7 +43,51 @@ def backend(target: str):
                         "edge-sdk with its extras: pip install 'edge-sdk[cortexm,fpga]')") from None
 
 
+FACTORIZER = "factorizer"  # meta["kind"] of a build whose model ends in the factorizer node
+FACTORIZER_BACKENDS = {"cortex-m": "edge_sdk.converters.cortexm.factorizer.deployed",
+                       "fpga": "edge_sdk.converters.fpga.factorizer_deployed"}
+
+
+def factorizer_backend(target: str):
+    """The module that builds a factorizer head (after its network, if any) for `target`:
+    `convert(ir | None, head, options, folder) -> report` and
+    `simulate(folder, meta, ir | None, head, inputs, ...) -> (indices, iterations, facts)`."""
+    backend(target)  # the same "unknown target" / "missing package" errors
+    name = FACTORIZER_BACKENDS[target]
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise EdgeError(f"target '{target}' cannot run a factorizer head in this "
+                            "installation") from None
+        raise
+
+
+def _convert_factorizer(model, target: str, out: str | Path, options: dict) -> Path:
+    ir, head = model.deployed()
+    bad = [k for k in ("library", "io") if options.get(k)]
+    if bad:
+        raise EdgeError(f"{model.path}: option '{bad[0]}' is not supported for a model with a "
+                        "BlockCodeFactorizer head yet")
+    be = factorizer_backend(target)
+    meta = {"format": FORMAT, "version": VERSION, "target": target, "kind": FACTORIZER,
+            "model": Path(model.path).stem, "source": {"file": Path(model.path).name},
+            "options": options}
+
+    def fill(tmp: Path) -> None:
+        if ir is not None:
+            serialize.save(ir, tmp / "ir")
+        head.save(tmp)
+        report = be.convert(ir, head, dict(options), tmp)
+        (tmp / "edge-sdk.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+
+    return write_folder(out, fill)
+
+
 def convert(model: Model, target: str, out: str | Path, options: dict) -> Path:
+    if hasattr(model, "deployed"):
+        return _convert_factorizer(model, target, out, options)
     if model.ir is None:
         model.save_ir(out)  # raises the model's own "not supported yet" error
     plus = [layer.name for layer in model.ir.layers if getattr(layer, "pad_value", 0)]
@@ -63,7 +107,8 @@ def convert(model: Model, target: str, out: str | Path, options: dict) -> Path:
     return write_folder(out, fill)
 
 
-def open_build(folder: str | Path) -> tuple[dict, Graph]:
+def open_build(folder: str | Path) -> tuple[dict, Graph | None]:
+    """(edge-sdk.json, the IR); the IR is None for a factorizer build without a network."""
     folder = Path(folder)
     path = folder / "edge-sdk.json"
     if not path.is_file():
@@ -75,7 +120,36 @@ def open_build(folder: str | Path) -> tuple[dict, Graph]:
         raise EdgeError(f"{path}: unreadable ({exc})") from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise EdgeError(f"{path}: not a build folder of this edge-sdk version")
+    if meta.get("kind") == FACTORIZER and not (folder / "ir").is_dir():
+        return meta, None
     return meta, serialize.load(folder / "ir")
+
+
+def head_of(folder: str | Path):
+    from .factorizer.deploy import DeployedHead
+
+    return DeployedHead.load(folder)
+
+
+def factorizer_golden(ir: Graph | None, head, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What a factorizer build must output: `run --fixed-point` of the converted model."""
+    from .factorizer_model import scores
+
+    q = head.queries(scores(ir, x) if ir is not None else x)
+    return head.outputs_of(*head.decode(q))
+
+
+def simulate_factorizer(folder: str | Path, x: np.ndarray,
+                        **opts) -> tuple[dict[str, np.ndarray], dict]:
+    """Outputs by name (indices, iterations if the model has them) and the simulator's facts."""
+    meta, ir = open_build(folder)
+    head = head_of(folder)
+    inputs = golden.quantise_input(ir.layers[0], x) if ir is not None else head.queries(x)
+    if meta["target"] != "cortex-m":
+        opts.pop("board", None)
+    idx, its, facts = factorizer_backend(meta["target"]).simulate(
+        Path(folder), meta, ir, head, inputs, **opts)
+    return head.outputs_of(idx, its), facts
 
 
 def scores_layer(ir: Graph) -> L.Scores:

@@ -119,4 +119,7 @@ def format_factorizer(s: dict) -> str:
         ("vs FC head", (f"{s['fc_binary_bytes']:,} B binary / {s['fc_float32_bytes']:,} B float32 "
                        f"for {s['classes']:,} rows of {s['D']}")),
     ]
+    t = s.get("targets")
+    if t is not None:
+        rows.append(("on targets", t["text"]))
     return kv_table(rows)
