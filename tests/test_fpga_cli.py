@@ -67,3 +67,19 @@ def test_model_too_big_for_the_device_is_refused(tmp_path):
     proc = run_cli("convert", path, "--target", "fpga", "-o", out)
     assert proc.returncode == 2, proc.stderr
     assert "kbit" in proc.stderr and "UP5K" in proc.stderr and not out.exists()
+
+
+def test_sim_board_simulates_a_model_too_big_for_the_device_and_builds_nothing(tmp_path):
+    path = tmp_path / "big.onnx"
+    onnx.save(zoo.mlp(0, sizes=(64, 512, 512, 10)), path)
+    out = tmp_path / "o"
+    proc = run_cli("convert", path, "--target", "fpga", "--board", "sim", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    x = np.random.default_rng(0).integers(-255, 256, size=(2, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = run_cli("simulate", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy",
+                   "--check")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert np.array_equal(np.load(tmp_path / "y.npy"), edge_sdk.load(path).run(x))
+    proc = run_cli("build", out)
+    assert proc.returncode == 2 and "simulation only" in proc.stderr, proc.stderr

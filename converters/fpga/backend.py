@@ -29,7 +29,10 @@ from .synth import synth_report
 
 DEVICES = ("up5k", "hx8k")
 DEFAULT_BOARD = "icebreaker"
-BOARD_DEVICE = {"icebreaker": "up5k"}
+# "sim": simulation only (cocotb + Icarus, and the yosys/nextpnr report for both devices), no
+# device limit on the weights' ROM, no bitstream: for models larger than an iCE40's block RAM.
+BOARD_DEVICE = {"icebreaker": "up5k", "sim": None}
+SIM_BOARD = "sim"
 BRAM_BITS = 4096  # one iCE40 EBR
 
 
@@ -38,6 +41,8 @@ def _check_fit(ir: Graph, board: str) -> None:
     if board not in BOARD_DEVICE:
         raise EdgeError(f"fpga: unknown board {board!r} (known: {', '.join(BOARD_DEVICE)})")
     device = BOARD_DEVICE[board]
+    if device is None:
+        return
     brams = SYNTH_DEVICES[device][2]
     bits = sum(layer.weights.rows * layer.weights.k * (2 if layer.weights.ternary else 1)
                for layer in ir.layers if isinstance(layer, (L.Dense, L.Conv2d)))
@@ -45,7 +50,7 @@ def _check_fit(ir: Graph, board: str) -> None:
         raise EdgeError(
             f"fpga: the weights need {bits / 1024:.1f} kbit of ROM, the {board}'s "
             f"{device.upper()} has {brams} block RAMs of 4 kbit ({brams * BRAM_BITS / 1024:.0f} "
-            "kbit); the model does not fit this device"
+            "kbit); the model does not fit this device (--board sim simulates it anyway)"
         )
 
 
@@ -106,14 +111,21 @@ def format_report(r: dict) -> str:
     return kv_table(rows)
 
 
+def _real_board(b: str) -> str:
+    if b == SIM_BOARD:
+        raise EdgeError("board 'sim' is simulation only: no bitstream; convert with --board "
+                        "icebreaker for a device")
+    return b
+
+
 def build(folder: Path, meta: dict, board: str | None) -> str:
-    b = board or meta.get("options", {}).get("board") or DEFAULT_BOARD
+    b = _real_board(board or meta.get("options", {}).get("board") or DEFAULT_BOARD)
     out = build_bitstream(_files(folder), b, build_dir=folder / "build" / b)
     return f"built bitstream {out} for {b}"
 
 
 def flash(folder: Path, meta: dict, board: str | None) -> str:
-    b = board or meta.get("options", {}).get("board") or DEFAULT_BOARD
+    b = _real_board(board or meta.get("options", {}).get("board") or DEFAULT_BOARD)
     bitstream = folder / "build" / b / "edge_board.bin"
     tool = shutil.which("openFPGALoader") or shutil.which("iceprog")
     if tool is None:
