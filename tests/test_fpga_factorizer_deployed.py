@@ -24,6 +24,7 @@ import edge_sdk
 import edge_sdk.factorizer as fz
 from edge_sdk import golden
 from edge_sdk.converters.fpga import factorizer_deployed as fd
+from edge_sdk.errors import EdgeError
 from edge_sdk.factorizer import block_softmax
 from edge_sdk.hw.block_softmax import BlockSoftmaxStage
 from edge_sdk.hw.simtools import run_streams
@@ -100,7 +101,9 @@ def _check(model, folder, ir, head, x, inputs) -> dict:
 def test_attributes_network_and_head_equal_the_fixed_point_run(tmp_path):
     model = edge_sdk.load(ATTRIBUTES)
     ir, head = model.deployed()
-    rep = fd.convert(ir, head, {}, tmp_path)
+    with pytest.raises(EdgeError, match="does not fit"):  # 297 kbit of weights, UP5K: 120
+        fd.convert(ir, head, {}, tmp_path)
+    rep = fd.convert(ir, head, {"board": "sim"}, tmp_path)
     assert (rep["F"], rep["M"], rep["B"], rep["L"], rep["method"]) == (*head.shape, "default")
     json.dumps(rep)  # JSON-able
     x = np.load(TEST_X)[:4]
@@ -109,13 +112,15 @@ def test_attributes_network_and_head_equal_the_fixed_point_run(tmp_path):
     # the head adds its softmax and decode after the network's last score, never less
     assert facts["cycles_per_inference"] > net
     assert rep["cycles_per_inference"] > net
+    # the query FIFO lets the head keep pace: back to back, the network's interval
+    assert facts["initiation_interval"] == rep["network"]["schedule"]["initiation_interval"]
 
 
 @pytest.mark.slow
 def test_attributes_whole_test_split(tmp_path):
     model = edge_sdk.load(ATTRIBUTES)
     ir, head = model.deployed()
-    fd.convert(ir, head, {}, tmp_path)
+    fd.convert(ir, head, {"board": "sim"}, tmp_path)
     x = np.load(TEST_X)
     _check(model, tmp_path, ir, head, x, golden.quantise_input(ir.layers[0], x))
 
