@@ -243,7 +243,9 @@ def test_attributes_model_under_qemu_equals_fixed_point(attributes):
     report = attributes[4]
     assert (report["F"], report["M"], report["B"], report["L"]) == (3, 8, 8, 16)
     assert report["method"] == "default" and report["max_iters"] == 1
-    assert report["flash_bytes"] > report["weight_bytes"] > 0 and report["ram_bytes"] > 0
+    assert report["flash_bytes"] > report["weight_bytes"] + report["head_flash_bytes"]
+    assert report["ram_bytes"] > report["arena_bytes"] + report["head_ram_bytes"] > 0
+    assert report["output_elements"] == 4
     ipi, net, head = (report[k] for k in ("instructions_per_inference", "instructions_network",
                                           "instructions_head"))
     assert ipi["min"] <= ipi["mean"] <= ipi["max"] and ipi["samples"] == deployed.REPORT_SAMPLES

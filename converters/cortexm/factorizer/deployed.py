@@ -181,8 +181,13 @@ def convert(ir: Graph | None, head: DeployedHead, options: dict, folder: Path) -
     }
     if info is not None:
         report.update(info.facts())
-    report["head_objects"] = _head_object_sizes(folder, board) if info is not None else \
+        report["output_elements"] = sp.F + 1  # the firmware's outputs, not the scores
+    # the block softmax and decoder objects (all model objects when there is no network)
+    head_sizes = _head_object_sizes(folder, board) if info is not None else \
         toolchain.object_sizes(folder, board)
+    report["head_objects"] = head_sizes
+    report["head_flash_bytes"] = head_sizes["text"] + head_sizes["data"]
+    report["head_ram_bytes"] = head_sizes["data"] + head_sizes["bss"]
     if board.qemu_machine is not None:  # unicorn emulates the same core
         x = _sample_inputs(ir, info, sp, REPORT_SAMPLES)
         total = icount.count_instructions(elf, board, x, sp.F + 1).instructions
