@@ -9,9 +9,9 @@ entry = table[d] if d < len(table) else 0.
 
 A block is loaded (logits into a small RAM, running maximum in a register), then emitted, then
 the next block is loaded: the decoder takes one entry per cycle and the network delivers a score
-every few cycles at most, so overlapping the two phases would buy nothing. Loading is a 3-stage
-pipeline (mul/add ROM read, multiply-add, shift + write); emitting is a fixed-latency pipeline
-(logit RAM read, exp ROM read) behind an OutputQueue with credits, so no register needs a stall.
+every few cycles at most, so overlapping the two phases would buy nothing. Loading is a 4-stage
+pipeline (mul/add ROM read, multiply, add, shift + write); emitting is a fixed-latency pipeline
+(logit RAM read, distance, exp ROM read) behind an OutputQueue with credits, so no register needs a stall.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .outq import OutputQueue
 
 SCORE_BITS = 32  # the network's output lanes (hw.network.OUT_BITS)
 ENTRY_BITS = 32  # the decoder's query beat (hw.factorizer_spec.QUERY_BITS)
-EMIT_LATENCY = 2  # logit RAM read, then exp ROM read
+EMIT_LATENCY = 3  # logit RAM read, distance, exp ROM read
 QUEUE_DEPTH = 4
 
 
@@ -68,14 +68,15 @@ class BlockSoftmaxStage(wiring.Component):
         E = len(sm.table)
         acc_bits = max(self.mul_bits + self.z_bits, self.add_bits) + 1
 
-        mul_rom = Memory(shape=signed(self.mul_bits), depth=n, init=[int(v) for v in sm.mul])
-        add_rom = Memory(shape=signed(self.add_bits), depth=n, init=[int(v) for v in sm.add])
+        mb, ab = self.mul_bits, self.add_bits
+        affine = Memory(shape=mb + ab, depth=n,  # one word per element: mul low, add high
+                        init=[(int(a) & ((1 << mb) - 1)) | ((int(c) & ((1 << ab) - 1)) << mb)
+                              for a, c in zip(sm.mul, sm.add, strict=True)])
         logits = Memory(shape=signed(self.t_bits), depth=L, init=[])
         exp_rom = Memory(shape=range(int(sm.table.max()) + 1), depth=E,
                          init=[int(v) for v in sm.table])
-        m.submodules.mul_rom, m.submodules.add_rom = mul_rom, add_rom
-        m.submodules.logits, m.submodules.exp_rom = logits, exp_rom
-        mul_r, add_r = mul_rom.read_port(), add_rom.read_port()
+        m.submodules.affine, m.submodules.logits, m.submodules.exp_rom = affine, logits, exp_rom
+        a_r = affine.read_port()
         t_w, t_r = logits.write_port(), logits.read_port()
         e_r = exp_rom.read_port()
 
@@ -113,21 +114,25 @@ class BlockSoftmaxStage(wiring.Component):
             with m.If(last_in_block):
                 m.d.sync += loading.eq(0)
 
-        # ---- load pipeline: stage 1 ROM reads, stage 2 multiply-add, stage 3 shift + write
-        m.d.comb += [mul_r.addr.eq(elem), add_r.addr.eq(elem)]
-        v1, v2 = Signal(), Signal()
+        # ---- load pipeline: ROM read, multiply, add, then shift + write (one stage each, so
+        # the DSP product and the wide adder each get a cycle of their own)
+        m.d.comb += a_r.addr.eq(elem)
+        v = [take] + [Signal(name=f"v{k}") for k in range(1, 4)]
+        p = [pos] + [Signal(range(L), name=f"p{k}") for k in range(1, 4)]
+        end = [take & last_in_block] + [Signal(name=f"end{k}") for k in range(1, 4)]
+        m.d.sync += [a.eq(b) for seq in (v, p, end) for a, b in zip(seq[1:], seq, strict=False)]
         z1 = Signal(signed(self.z_bits))
-        p1, p2 = Signal(range(L)), Signal(range(L))
-        end1, end2 = Signal(), Signal()
+        prod = Signal(signed(mb + self.z_bits))
+        add2 = Signal(signed(ab))
         acc = Signal(signed(acc_bits))
-        m.d.sync += [v1.eq(take), z1.eq(z), p1.eq(pos), end1.eq(take & last_in_block),
-                     v2.eq(v1), p2.eq(p1), end2.eq(end1),
-                     acc.eq(mul_r.data * z1 + add_r.data)]
+        m.d.sync += [z1.eq(z), prod.eq(a_r.data[:mb].as_signed() * z1),
+                     add2.eq(a_r.data[mb:].as_signed()), acc.eq(prod + add2)]
         t = Signal(signed(self.t_bits))
         m.d.comb += t.eq(acc >> sm.shift)
+        v3, p3, end3 = v[3], p[3], end[3]
         top = Signal(signed(self.t_bits))  # the block's running maximum
-        m.d.comb += [t_w.addr.eq(p2), t_w.data.eq(t), t_w.en.eq(v2)]
-        with m.If(v2 & ((p2 == 0) | (t > top))):
+        m.d.comb += [t_w.addr.eq(p3), t_w.data.eq(t), t_w.en.eq(v3)]
+        with m.If(v3 & ((p3 == 0) | (t > top))):
             m.d.sync += top.eq(t)
 
         # ---- emit: once the block's last logit is written, read the L logits back
@@ -135,7 +140,7 @@ class BlockSoftmaxStage(wiring.Component):
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         emitting = Signal()
         q_pos = Signal(range(L))
-        with m.If(end2):
+        with m.If(end3):
             m.d.sync += [emitting.eq(1), q_pos.eq(0)]
         issue = Signal()
         m.d.comb += [issue.eq(emitting & queue.has_credit), queue.take_credit.eq(issue),
@@ -144,9 +149,14 @@ class BlockSoftmaxStage(wiring.Component):
             m.d.sync += q_pos.eq(q_pos + 1)
             with m.If(q_pos == L - 1):
                 m.d.sync += [emitting.eq(0), loading.eq(1)]
-        r1, r2, inside = Signal(), Signal(), Signal()
+        # +1: logit read, distance registered; +2: exp ROM address (any entry when d is beyond
+        # the table: the entry is replaced by 0), range flag registered; +3: the entry
+        r = [issue] + [Signal(name=f"r{k}") for k in range(1, EMIT_LATENCY + 1)]
+        m.d.sync += [a.eq(b) for a, b in zip(r[1:], r, strict=False)]
         d = Signal(range(self.d_max + 1))
-        m.d.comb += [d.eq(top - t_r.data), e_r.addr.eq(Mux(d < E, d, 0))]
-        m.d.sync += [r1.eq(issue), r2.eq(r1), inside.eq(d < E)]
-        m.d.comb += [queue.w_en.eq(r2), queue.w_data.eq(Mux(inside, e_r.data, 0))]
+        inside = Signal()
+        m.d.sync += [d.eq(top - t_r.data), inside.eq(d < E)]
+        m.d.comb += [e_r.addr.eq(d[:max(1, (E - 1).bit_length())]),
+                     queue.w_en.eq(r[EMIT_LATENCY]),
+                     queue.w_data.eq(Mux(inside, e_r.data, 0))]
         return m
