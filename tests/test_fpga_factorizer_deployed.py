@@ -153,7 +153,7 @@ def test_decoder_only_model_equals_the_fixed_point_run(tmp_path, decoder):
     out.mkdir()
     rep = fd.convert(ir, head, {}, out)
     assert rep["method"] == decoder and "network" not in rep
-    x, _ = fz.make_queries(cb, 5, "moved0.2", seed=2)
+    x, _ = fz.make_queries(cb, 4, "moved0.1", seed=2)
     facts = _check(model, out, ir, head, x, head.queries(x))
     assert facts["cycles_per_inference"] > 0
     # converted again, the design is byte-identical (the files, without a second simulation)
@@ -169,3 +169,14 @@ def test_two_converts_of_the_network_give_identical_verilog():
     b, info_b = fd._design(ir, head, {})
     assert a == b and info_a == info_b
     assert "edge_factorizer" in a and "softmax" in a
+
+
+def test_lane_counts_come_from_the_options_and_unknown_ones_are_refused(tmp_path):
+    cb = fz.random_sbc(F, M, B, L, seed=5)
+    _ir, head = edge_sdk.load(decoder_only(tmp_path / "m.onnx", cb, decoder="published")
+                              ).deployed()
+    assert (fd.spec_of(head).lanes, fd.spec_of(head).corr_lanes) == (1, 1)
+    spec = fd.spec_of(head, {"factorizer_lanes": {"lanes": 2, "corr_lanes": 4}})
+    assert (spec.lanes, spec.corr_lanes) == (2, 4)
+    with pytest.raises(EdgeError, match="factorizer_lanes"):
+        fd.spec_of(head, {"factorizer_lanes": {"pe": 2}})

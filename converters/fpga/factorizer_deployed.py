@@ -40,7 +40,11 @@ VERILOG = f"{TOP}.v"
 MANIFEST = f"{TOP}.json"
 FORMAT = "edge-sdk-fpga-factorizer/1"
 ENTRY_VALUE_BITS = EXP_BITS + 1  # query entries from the block softmax are <= 2^EXP_BITS
-MEASURE_SAMPLES = 3  # deterministic inputs simulated at convert time for the report's cycles
+MEASURE_SAMPLES = 3
+# decoder parallelism: the smallest lane counts, as bench/factorizer_targets.py measures them
+# (the published block needs one lane to fit the UP5K's block RAM at D = 512; two search lanes
+# fit and halve the default's products loop, which is short next to the query normalisation)
+LANES = {"published": {"lanes": 1, "corr_lanes": 1}, "default": {"lanes": 2}}  # deterministic inputs simulated at convert time for the report's cycles
 
 
 class FactorizerNet(wiring.Component):
@@ -74,11 +78,21 @@ class FactorizerNet(wiring.Component):
         return m
 
 
-def spec_of(head: DeployedHead) -> FactorizerSpec:
-    """The decoder block's spec: the fixed-point decoder the head's targets run."""
+def spec_of(head: DeployedHead, options: dict | None = None) -> FactorizerSpec:
+    """The decoder block's spec: the head's fixed-point decoder with the build's lane counts.
+
+    options["factorizer_lanes"]: {"lanes": k, "corr_lanes": k} (published) or {"lanes": k}
+    (default), over LANES.
+    """
+    lanes = dict(LANES[head.method])
+    extra = (options or {}).get("factorizer_lanes") or {}
+    if not isinstance(extra, dict) or set(extra) - set(lanes):
+        raise EdgeError(f"fpga: factorizer_lanes {extra!r}: the {head.method} decoder takes "
+                        f"{', '.join(sorted(lanes))}")
+    lanes.update({k: int(v) for k, v in extra.items()})
     if head.method == "published":
-        return published_spec(head.indices, head.L, **head.target_options)
-    return default_spec(head.indices, head.L)
+        return published_spec(head.indices, head.L, **head.target_options, **lanes)
+    return default_spec(head.indices, head.L, **lanes)
 
 
 def _score_lanes(out: dict, head: DeployedHead) -> int:
@@ -99,11 +113,12 @@ def _score_lanes(out: dict, head: DeployedHead) -> int:
 
 def _design(ir: Graph | None, head: DeployedHead, options: dict) -> tuple[str, dict]:
     """(Verilog text, manifest) of the build."""
-    spec = spec_of(head)
+    spec = spec_of(head, options)
     F, M, B, L = head.shape
     info: dict = {"format": FORMAT, "top": TOP, "verilog": VERILOG, "method": spec.method,
                   "F": F, "M": M, "B": B, "L": L, "index_bits": spec.index_bits,
-                  "iter_bits": spec.iter_bits, "max_iters": spec.max_iters, "network": None}
+                  "iter_bits": spec.iter_bits, "max_iters": spec.max_iters,
+                  "lanes": spec.lanes, "corr_lanes": spec.corr_lanes, "network": None}
     if ir is None:
         return factorizer_sim.verilog(spec), info
     if head.tail is None:
@@ -207,7 +222,8 @@ def convert(ir: Graph | None, head: DeployedHead, options: dict, folder: Path) -
     (folder / MANIFEST).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     F, M, B, L = head.shape
     report = {"target": "fpga", "board": board, "kind": "factorizer", "F": F, "M": M, "B": B,
-              "L": L, "method": info["method"], "decoder": head.decoder}
+              "L": L, "method": info["method"], "decoder": head.decoder,
+              "lanes": {k: info[k] for k in LANES[info["method"]]}}
     if info["network"] is not None:
         report["network"] = {"schedule": info["network"]["schedule"],
                              "folding": info["network"]["folding"]}
