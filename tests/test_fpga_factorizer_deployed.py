@@ -103,7 +103,9 @@ def test_attributes_network_and_head_equal_the_fixed_point_run(tmp_path):
     ir, head = model.deployed()
     with pytest.raises(EdgeError, match="does not fit"):  # 297 kbit of weights, UP5K: 120
         fd.convert(ir, head, {}, tmp_path)
-    rep = fd.convert(ir, head, {"board": "sim"}, tmp_path)
+    # three scores per beat from the last dense layer (128 = 42 * 3 + 2: a padded last beat)
+    rep = fd.convert(ir, head, {"board": "sim", "pe": {"dense0": 3}}, tmp_path)
+    assert json.loads((tmp_path / fd.MANIFEST).read_text())["network"]["score_lanes"] == 3
     assert (rep["F"], rep["M"], rep["B"], rep["L"], rep["method"]) == (*head.shape, "default")
     json.dumps(rep)  # JSON-able
     x = np.load(TEST_X)[:4]
@@ -180,3 +182,5 @@ def test_lane_counts_come_from_the_options_and_unknown_ones_are_refused(tmp_path
     assert (spec.lanes, spec.corr_lanes) == (2, 4)
     with pytest.raises(EdgeError, match="factorizer_lanes"):
         fd.spec_of(head, {"factorizer_lanes": {"pe": 2}})
+    with pytest.raises(EdgeError, match="factorizer_lanes"):
+        fd.spec_of(head, {"factorizer_lanes": {"lanes": 0}})

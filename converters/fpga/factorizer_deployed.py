@@ -2,8 +2,8 @@
 
 Why one top: the network's integer scores never leave the chip; the engine (as backend.py builds
 it for the IR), the integer block softmax (hw/block_softmax.py) and the fixed-point decoder
-(hw/factorizer*.py) are chained by valid/ready streams in one Verilog module `edge_factorizer`,
-whose output beat is the decoder's: F indices then the iterations. A model whose query is its
+(hw/factorizer*.py) are chained by valid/ready streams (with a one-query FIFO before the
+decoder) in one Verilog module `edge_factorizer`, whose output beat is the decoder's: F indices then the iterations. A model whose query is its
 input has no network: the top is the decoder block alone, fed the integer queries.
 Either way the design is simulated with the factorizer's cocotb bench (event-driven, so the
 thousands of idle cycles of an inference cost no Python) on Icarus with -g2005
@@ -40,11 +40,11 @@ VERILOG = f"{TOP}.v"
 MANIFEST = f"{TOP}.json"
 FORMAT = "edge-sdk-fpga-factorizer/1"
 ENTRY_VALUE_BITS = EXP_BITS + 1  # query entries from the block softmax are <= 2^EXP_BITS
-MEASURE_SAMPLES = 3
+MEASURE_SAMPLES = 3  # deterministic inputs simulated at convert time for the report's cycles
 # decoder parallelism: the smallest lane counts, as bench/factorizer_targets.py measures them
 # (the published block needs one lane to fit the UP5K's block RAM at D = 512; two search lanes
 # fit and halve the default's products loop, which is short next to the query normalisation)
-LANES = {"published": {"lanes": 1, "corr_lanes": 1}, "default": {"lanes": 2}}  # deterministic inputs simulated at convert time for the report's cycles
+LANES = {"published": {"lanes": 1, "corr_lanes": 1}, "default": {"lanes": 2}}
 
 
 class FactorizerNet(wiring.Component):
@@ -86,9 +86,10 @@ def spec_of(head: DeployedHead, options: dict | None = None) -> FactorizerSpec:
     """
     lanes = dict(LANES[head.method])
     extra = (options or {}).get("factorizer_lanes") or {}
-    if not isinstance(extra, dict) or set(extra) - set(lanes):
+    if (not isinstance(extra, dict) or set(extra) - set(lanes)
+            or not all(isinstance(v, int) and v >= 1 for v in extra.values())):
         raise EdgeError(f"fpga: factorizer_lanes {extra!r}: the {head.method} decoder takes "
-                        f"{', '.join(sorted(lanes))}")
+                        f"{', '.join(sorted(lanes))} (integers >= 1)")
     lanes.update({k: int(v) for k, v in extra.items()})
     if head.method == "published":
         return published_spec(head.indices, head.L, **head.target_options, **lanes)
@@ -230,7 +231,10 @@ def convert(ir: Graph | None, head: DeployedHead, options: dict, folder: Path) -
         report["softmax"] = info["softmax"]
     measured = _run(folder, info, _probe_inputs(ir, head, MEASURE_SAMPLES))["facts"]
     report["measured"] = {"inputs": f"{MEASURE_SAMPLES} deterministic (seed 0)", **measured}
-    report["cycles_per_inference"] = measured["cycles_per_inference"]
+    for key in ("cycles_per_inference", "initiation_interval", "network_cycles_per_inference",
+                "head_cycles_per_inference"):
+        if key in measured:  # flat copies: the report table shows the scalar entries
+            report[key] = measured[key]
     return report
 
 
@@ -270,7 +274,10 @@ def report(folder: Path, meta: dict) -> dict:
         from .generate import VERILOG as SYNTH_NAME
 
         files = {SYNTH_NAME: (folder / VERILOG).read_text()}
-        rep["devices"] = {"up5k": synth_report(files, "up5k", pnr=True, seeds=(1,), top=TOP)}
+        up5k = synth_report(files, "up5k", pnr=True, seeds=(1,), top=TOP)
+        rep["devices"] = {"up5k": up5k}
+        for key in ("lut4", "ff", "bram", "dsp", "fits", "fmax_mhz"):
+            rep[f"up5k_{key}"] = up5k.get(key)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(rep, indent=1, sort_keys=True, default=str) + "\n")
         tmp.replace(path)
