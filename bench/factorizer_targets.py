@@ -54,7 +54,7 @@ from edge_sdk.converters.cortexm import boards, codegen, icount, toolchain
 from edge_sdk.converters.cortexm.factorizer import report
 from edge_sdk.converters.cortexm.factorizer.spec import decoder_spec
 from edge_sdk.converters.fpga import factorizer_sim
-from edge_sdk.converters.fpga.generate import VERILOG
+from edge_sdk.converters.fpga.generate import VERILOG, generate
 from edge_sdk.converters.fpga.synth import DEVICES as FPGA_DEVICES
 from edge_sdk.converters.fpga.synth import synth_report, toolchain_versions
 from edge_sdk.factorizer import fixed
@@ -79,7 +79,6 @@ FLASH_MARGIN = 64 << 10  # firmware, code and tables next to the weights
 # FPGA blocks: the smallest lane counts (the published block needs 1 lane to fit the UP5K's
 # EBR at D=512; two search lanes still fit and halve the default's cycles)
 LANES = {"published": {"lanes": 1, "corr_lanes": 1}, "default": {"lanes": 2}}
-FC_PE, FC_SIMD = 8, 64  # bench/fpga.py's streamed-weight dense engine used as the FC reference
 QSPI_BITS_PER_CYCLE = 4  # weights from a QSPI flash (iCEBreaker's) at the fabric clock
 
 
@@ -229,32 +228,54 @@ def fpga_cycles(cb: fz.Codebooks, method: str, qs: dict, per_noise: int, max_ite
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def fpga_fc(rows: int, ref_engine: dict | None) -> dict:
+def fc_engine(rows: int) -> dict:
+    """The network backend's FPGA design of the FC head (generate: default folding and
+    schedule), as the `sim` board accepts it whatever the weights' size."""
+    t0 = time.perf_counter()
+    files, sched = generate(fc_graph(rows))
+    (stage,) = [t for t in sched.stages if t.pe]
+    return {"rows": rows, "pe": stage.pe, "simd": stage.simd,
+            "cycles_per_inference": sched.cycles_per_inference,
+            "initiation_interval": sched.initiation_interval,
+            "depth": sched.cycles_per_inference - math.ceil(rows * D / (stage.pe * stage.simd)),
+            "files": files, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _fc_synth(files: dict) -> dict:
+    """yosys counts of the FC head's network design (no pnr: it cannot fit either device)."""
+    t0 = time.perf_counter()
+    rep = synth_report(files, "up5k", pnr=False)
+    rep.pop("toolchain", None)
+    rep["seconds"] = round(time.perf_counter() - t0, 1)
+    return rep
+
+
+def fpga_fc(rows: int, eng: dict) -> dict:
+    """Weight bits against block RAM; cycles of the engine's folding (ceil(MACs / (PE*SIMD))
+    + its pipeline depth, both from the schedule generated at the smallest size), and of the
+    same engine fed from a QSPI flash."""
     bits = rows * D
-    out = {"rows": rows, "weight_kbit": bits / 1024,
-           "cycles_streamed": math.ceil(bits / (FC_PE * FC_SIMD)),
-           "cycles_qspi": math.ceil(bits / QSPI_BITS_PER_CYCLE),
-           "engine": f"PE {FC_PE} x SIMD {FC_SIMD}, weights streamed"}
+    out = {"rows": rows, "weight_kbit": bits / 1024, "pe": eng["pe"], "simd": eng["simd"],
+           "cycles": math.ceil(bits / (eng["pe"] * eng["simd"])) + eng["depth"],
+           "cycles_from_schedule": rows == eng["rows"],
+           "cycles_qspi": math.ceil(bits / QSPI_BITS_PER_CYCLE)}
     for dev in DEVICES:
         ebr = FPGA_DEVICES[dev][2] * BRAM_BITS
         out[f"fits_{dev}"] = bits <= ebr
         out[f"device_kbit_{dev}"] = ebr / 1024
     out["fits_up5k_spram"] = bits <= UP5K_SPRAM_BITS
-    if ref_engine:
-        out.update(engine_lut4=ref_engine.get("lut4"), engine_bram=ref_engine.get("bram"),
-                   engine_fmax_up5k=ref_engine.get("fmax_up5k"),
-                   engine_fmax_hx8k=ref_engine.get("fmax_hx8k"))
     return out
 
 
 def fc_engine_reference() -> dict | None:
-    """bench/fpga.py's measured 1024x1024 streamed-weight engine at (FC_PE, FC_SIMD)."""
+    """bench/fpga.py's measured 1024x1024 streamed-weight engine at PE 8 x SIMD 64 (its
+    Fmax: the FC head's engine needs the weights streamed to fit a device at all)."""
     path = RESULTS / "fpga.json"
     if not path.is_file():
         return None
     for row in json.loads(path.read_text()).get("rows", []):
-        if row.get("case", "").startswith("dense") and row.get("folding") == [[FC_PE, FC_SIMD]]:
-            return row
+        if row.get("case", "").startswith("dense") and row.get("folding") == [[8, 64]]:
+            return {k: row.get(k) for k in ("case", "lut4", "bram", "fmax_up5k", "fmax_hx8k")}
     return None
 
 
@@ -314,6 +335,9 @@ def _fit(rep: dict | None, device: str) -> str:
 
 
 def _fc_fpga(fc: dict, device: str) -> str:
+    rep = fc.get("synth")
+    if rep is not None:
+        return _fit(rep, device)
     if fc[f"fits_{device}"]:
         return "fits EBR"
     return f"does not fit (needs {fc['weight_kbit']:.0f} kbit)"
@@ -331,28 +355,37 @@ def cortex_m_caption(n: int) -> str:
             f"{STM32F746_FLASH * 8 // D} rows.")
 
 
-def fpga_caption(pnr: bool, eng: dict | None) -> str:
-    ref = ""
-    if eng:
-        ref = (f" (bench/fpga.py's engine at that folding: {eng.get('lut4')} LUT4, "
-               f"{eng.get('bram')} BRAM, {eng.get('fmax_up5k')} / {eng.get('fmax_hx8k')} MHz "
-               "on UP5K / HX8K)")
+def fpga_caption(pnr: bool, eng: dict, ref: dict | None, synthesised: bool) -> str:
     fmax = ", nextpnr Fmax (best of seeds)" if pnr else " (no place-and-route: --quick)"
-    return (f"iCE40 UP5K / HX8K: yosys synth_ice40 counts{fmax}; "
-            "cycles per query from cocotb + Icarus (results checked against fixed.decode) "
-            "through the cycle model a + b*iterations fitted to the simulated queries, at the "
-            "mean iterations of the Cortex-M query set. FC: M^F*D weight bits against the "
-            "block RAM the network engine keeps weights in (UP5K 30 x 4 kbit EBR, HX8K 32 x 4 "
-            "kbit; the UP5K's 4 x 256 kbit SPRAM is not used by the engine); its cycles are "
-            f"those of a PE {FC_PE} x SIMD {FC_SIMD} engine with the weights streamed from "
-            f"off-chip at {FC_PE * FC_SIMD} bits/cycle{ref}, and of a QSPI flash stream at "
-            f"{QSPI_BITS_PER_CYCLE} bits/cycle.")
+    streamed = ""
+    if ref:
+        streamed = (f" With the weights streamed from off-chip instead (bench/fpga.py's "
+                    f"{ref['case']} engine at the same folding: {ref['lut4']} LUT4, "
+                    f"{ref['bram']} BRAM, {ref['fmax_up5k']} / {ref['fmax_hx8k']} MHz on UP5K / "
+                    f"HX8K) it needs {eng['pe'] * eng['simd']} weight bits per cycle; from a "
+                    f"QSPI flash at {QSPI_BITS_PER_CYCLE} bits/cycle it takes the QSPI cycles.")
+    return (f"iCE40 UP5K / HX8K: yosys synth_ice40 counts{fmax}. Cycles per query: cocotb + "
+            "Icarus on the simulated queries (results equal fixed.decode: exact), through the "
+            "cycle model a + b*iterations fitted to them, at the mean iterations of the Cortex-M "
+            "query set. FC: the network backend's design of the dense layer (default folding "
+            f"PE {eng['pe']} x SIMD {eng['simd']}; its weights are a ROM in block RAM)"
+            + (f", synthesised at M^F = {eng['rows']}; elsewhere" if synthesised else ";")
+            + " its M^F*D weight bits against the block RAM (UP5K 30 x 4 kbit EBR, "
+            "HX8K 32 x 4 kbit; the engine does not use the UP5K's 4 x 256 kbit SPRAM); engine "
+            f"cycles = ceil(M^F*D / {eng['pe'] * eng['simd']}) + {eng['depth']} (the schedule's "
+            f"{eng['cycles_per_inference']} at M^F = {eng['rows']}), argmax not included."
+            + streamed)
+
+
+def _us(cycles: float | None, rep: dict | None) -> str:
+    f = rep.get("fmax_mhz") if rep else None
+    return f"{cycles / f:.3g}" if cycles and f else "-"
 
 
 def fpga_table(rows: list[dict]) -> list[str]:
-    head = ("| M^F (FxM) | decoder | lanes | LUT4 | FF | BRAM | UP5K | HX8K | cycles/query | "
-            "exact | FC weights UP5K / HX8K | FC cycles streamed / QSPI | cycles fz/FC "
-            "streamed / QSPI |")
+    head = ("| M^F (FxM) | decoder | lanes | LUT4 UP5K/HX8K | FF | BRAM | UP5K | HX8K | "
+            "cycles/query | us/query UP5K/HX8K | "
+            "exact | FC UP5K / HX8K | FC cycles engine / QSPI | cycles fz/FC engine / QSPI |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         fc = r["fpga_fc"]
@@ -366,12 +399,13 @@ def fpga_table(rows: list[dict]) -> list[str]:
             lanes = ",".join(str(v) for v in LANES[method].values())
             lines.append(
                 f"| {size_label(r['F'], r['M'])} | {method} | {lanes} | "
-                f"{up['lut4'] if up else '-'} | {up['ff'] if up else '-'} | "
+                f"{up['lut4'] if up else '-'}/{hx['lut4'] if hx else '-'} | "
+                f"{up['ff'] if up else '-'} | "
                 f"{up['bram'] if up else '-'} | {_fit(up, 'up5k')} | {_fit(hx, 'hx8k')} | "
-                f"{_k(c)} | {'yes' if cyc.get('exact') else '-'} | "
+                f"{_k(c)} | {_us(c, up)}/{_us(c, hx)} | {'yes' if cyc.get('exact') else '-'} | "
                 f"{_fc_fpga(fc, 'up5k')} / {_fc_fpga(fc, 'hx8k')} | "
-                f"{_k(fc['cycles_streamed'])} / {_k(fc['cycles_qspi'])} | "
-                f"{_ratio(c, fc['cycles_streamed'])} / {_ratio(c, fc['cycles_qspi'])} |")
+                f"{_k(fc['cycles'])} / {_k(fc['cycles_qspi'])} | "
+                f"{_ratio(c, fc['cycles'])} / {_ratio(c, fc['cycles_qspi'])} |")
     return lines
 
 
@@ -383,7 +417,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=16, help="queries per noise kind")
     ap.add_argument("--fc-samples", type=int, default=4)
     ap.add_argument("--seeds", default="1,2", help="nextpnr seeds (best Fmax)")
-    ap.add_argument("--max-sim-iters", type=int, default=40,
+    ap.add_argument("--max-sim-iters", type=int, default=50,
                     help="simulate published queries of at most this many iterations")
     ap.add_argument("--sim-queries", type=int, default=2, help="cocotb queries per noise kind")
     ap.add_argument("--jobs", type=int, default=2)
@@ -397,13 +431,15 @@ def main() -> None:
 
     # FPGA synthesis runs in the background while the Cortex-M part is measured
     jobs = [(F, M, method, dev, pnr, seeds) for F, M in sizes for method in METHODS
-            for dev in (DEVICES if pnr else DEVICES[:1])]
+            for dev in DEVICES]
     pool = ProcessPoolExecutor(max_workers=args.jobs)
     futures = {job: pool.submit(_synth, job) for job in jobs}
 
     rows: list[dict] = []
     fc_ref: dict | None = None
     ref_engine = fc_engine_reference()
+    eng = fc_engine(products(*sizes[0]))  # the FC head's FPGA design at the smallest size
+    fc_synth = None if args.quick else pool.submit(_fc_synth, eng["files"])
     with tempfile.TemporaryDirectory(prefix="edge-fz-targets-") as tmp:
         work = Path(tmp)
         for F, M in sizes:
@@ -440,28 +476,33 @@ def main() -> None:
                           f"iterations {cyc['iterations']} (exact {cyc['exact']}, "
                           f"{cyc['seconds']} s)", flush=True)
                 row["fpga"][method] = {"cycles": cyc, "synth": {}}
-            row["fpga_fc"] = fpga_fc(rows_fc, ref_engine)
+            row["fpga_fc"] = fpga_fc(rows_fc, eng)
             rows.append(row)
         for (F, M, method, dev, _pnr, _seeds), fut in futures.items():
             rep = fut.result()
             row = next(r for r in rows if (r["F"], r["M"]) == (F, M))
             row["fpga"][method]["synth"][dev] = rep
-            if not pnr:  # one yosys run: its counts hold for the HX8K too (no Fmax)
-                row["fpga"][method]["synth"]["hx8k"] = {**rep, "device": "hx8k", "fmax_mhz": None}
             print(f"fpga synth {size_label(F, M)} {method} {dev}: LUT4 {rep['lut4']} "
                   f"BRAM {rep['bram']} Fmax {rep.get('fmax_mhz')} ({rep['seconds']} s)",
                   flush=True)
+    if fc_synth is not None:
+        rep = fc_synth.result()
+        rows[0]["fpga_fc"]["synth"] = rep
+        print(f"fpga synth FC {rows[0]['products']}x{D}: LUT4 {rep['lut4']} BRAM {rep['bram']} "
+              f"({rep['seconds']} s)", flush=True)
     pool.shutdown()
 
     cm_lines, fpga_lines = cortex_m_table(rows), fpga_table(rows)
-    md = "\n".join([cortex_m_caption(n), "", *cm_lines, "", fpga_caption(pnr, ref_engine), "",
-                    *fpga_lines, ""])
+    caption = fpga_caption(pnr, eng, ref_engine, fc_synth is not None)
+    md = "\n".join([cortex_m_caption(n), "", *cm_lines, "", caption, "", *fpga_lines, ""])
     print()
     print(md)
     out = {"board": BOARD, "B": B, "L": L_BLOCK, "D": D, "quick": args.quick,
            "queries_per_noise": n, "noises": list(NOISES), "fpga_lanes": LANES,
            "argmax_instr_per_row": ARGMAX_INSTR_PER_ROW, "toolchain": toolchain_versions(),
            "python": platform.python_version(), "rows": rows,
+           "fc_engine": {k: v for k, v in eng.items() if k != "files"},
+           "fc_streamed_engine_reference": ref_engine,
            "seconds": round(time.perf_counter() - t_start, 1)}
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
