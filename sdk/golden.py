@@ -5,6 +5,13 @@ ternary layers as XNOR-popcount over the packed bit layout, multi-bit first laye
 integer dot products, thresholds as integer compares. Only `Scores` leaves the integers, with
 the source's float ops in float32 in the order the source (onnxruntime) applies them.
 Every backend is compared with this module, and this module with onnxruntime.
+
+Real-valued layers (residual adds, affine results, PReLU, averages: `layers.REAL_VALUED`) run in
+one of two modes. Faithful (default, `edge-sdk run`): float32, as the source's executor
+evaluates them, so the binary parts stay exact and the output equals onnxruntime's. Fixed point
+(`fixed_point=True`, `run --fixed-point`): the integer rules of sdk/fixedpoint.py with the
+parameters the lowering recorded in the IR, i.e. what the targets compute. Graphs without
+real-valued layers give the same result in both modes.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import bitpack
+from . import fixedpoint as fx
 from .errors import EdgeError
 from .ir import layers as L
 from .ir.graph import Graph
@@ -21,20 +29,29 @@ from .thresholds import apply_threshold
 _EXACT_F64 = 1 << 53
 
 
-def run(graph: Graph, x: np.ndarray) -> np.ndarray:
+def run(graph: Graph, x: np.ndarray, fixed_point: bool = False) -> np.ndarray:
     """The model's (single) output for a batch `x` ([N, *input shape])."""
-    return run_all(graph, x)[graph.outputs[0]]
+    return run_all(graph, x, fixed_point)[graph.outputs[0]]
 
 
-def run_all(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every tensor of the graph for a batch: used by tests and the layer-by-layer diff."""
+def run_all(graph: Graph, x: np.ndarray, fixed_point: bool = False) -> dict[str, np.ndarray]:
+    """Every tensor of the graph for a batch: used by tests and the layer-by-layer diff.
+
+    Real-valued tensors are float32 (faithful mode) or the int64-held int32 fixed-point
+    integers (`fixed_point`); see the module docstring."""
     if not graph.lowered:
         raise EdgeError("the golden model runs lowered IR; call passes.pipeline.lower first")
     infos = graph.infos()
     env: dict[str, np.ndarray] = {}
     for layer in graph.layers:
         args = [env[name] for name in layer.inputs]
-        env[layer.output] = _run_layer(layer, args, x, infos)
+        if isinstance(layer, L.REAL_VALUED) or (
+                isinstance(layer, L.Scores) and infos[layer.inputs[0]].kind == "fixed"):
+            ins = [infos[name] for name in layer.inputs]
+            run_real = _run_fixed if fixed_point else _run_float
+            env[layer.output] = run_real(layer, args, ins, infos[layer.output])
+        else:
+            env[layer.output] = _run_layer(layer, args, x, infos)
     return env
 
 
@@ -42,6 +59,8 @@ def _run_layer(layer: L.Layer, args: list[np.ndarray], x: np.ndarray, infos) -> 
     if isinstance(layer, L.Input):
         return quantise_input(layer, x)
     (a,) = args
+    if isinstance(layer, L.GroupConv2d):
+        return group_conv2d(a, layer, infos[layer.inputs[0]].kind)
     if isinstance(layer, L.Dense):
         return integer_dot(a.reshape(a.shape[0], -1), layer.weights, infos[layer.inputs[0]].kind)
     if isinstance(layer, L.Conv2d):
@@ -133,8 +152,23 @@ def conv2d(a: np.ndarray, layer: L.Conv2d, kind: str) -> np.ndarray:
     return out.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
 
 
+def group_conv2d(a: np.ndarray, layer: L.GroupConv2d, kind: str) -> np.ndarray:
+    """Each group of output rows is an ordinary conv of its own slice of input channels."""
+    g = layer.groups
+    cin, rows = layer.in_channels // g, layer.weights.rows // g
+    w = layer.weights.unpack()
+    outs = []
+    for i in range(g):
+        part = L.Conv2d(layer.name, layer.inputs, layer.output,
+                        weights=L.IntWeights(w[i * rows:(i + 1) * rows]), in_channels=cin,
+                        kernel=layer.kernel, strides=layer.strides, pads=layer.pads,
+                        dilations=layer.dilations, pad_value=layer.pad_value)
+        outs.append(conv2d(a[:, i * cin:(i + 1) * cin], part, kind))
+    return np.concatenate(outs, axis=1)
+
+
 def maxpool(a: np.ndarray, layer: L.MaxPool) -> np.ndarray:
-    info = np.iinfo(a.dtype)
+    info = np.finfo(a.dtype) if np.issubdtype(a.dtype, np.floating) else np.iinfo(a.dtype)
     hi = _windows(a, layer.kernel, layer.strides, layer.pads, (1, 1), info.min).max(axis=(4, 5))
     if layer.select_min is None:
         return hi
@@ -175,3 +209,72 @@ def float_ops(acc: np.ndarray, ops: list[L.FloatOp]) -> np.ndarray:
             y = e / e.sum(axis=1, keepdims=True, dtype=np.float32)
         y = y.astype(np.float32)
     return y
+
+
+def binarize(y: np.ndarray, mode: str) -> np.ndarray:
+    """Sign (+1, 0, -1), or +1/-1 by y >= 0 ("ge0") or y > 0 ("gt0"), as int64."""
+    if mode == "sign":
+        return np.sign(y).astype(np.int64)
+    pos = y >= 0 if mode == "ge0" else y > 0
+    return np.where(pos, 1, -1).astype(np.int64)
+
+
+def _run_float(layer: L.Layer, args: list[np.ndarray], ins, out) -> np.ndarray:
+    """Faithful mode: float32, one IEEE operation per source op (as onnxruntime computes)."""
+    f32 = [np.asarray(a).astype(np.float32) for a in args]
+    a = f32[0]
+    if isinstance(layer, L.Requant):
+        return float_ops(a, layer.ops)
+    if isinstance(layer, L.Scores):
+        return float_ops(a, layer.ops)
+    if isinstance(layer, L.AddTensors):
+        return (f32[0] + f32[1]).astype(np.float32)
+    if isinstance(layer, L.Concat):
+        if out.kind in ("int", "bipolar", "ternary"):
+            return np.concatenate(args, axis=1)
+        return np.concatenate(f32, axis=1)
+    if isinstance(layer, L.PRelu):
+        slope = _per_channel(layer.slope, a.ndim)
+        return np.where(a < 0, a * slope, a).astype(np.float32)
+    if isinstance(layer, L.GlobalAvgPool):
+        # the float64 sum rounded to float32 is the correctly rounded sum; onnxruntime sums
+        # in float32 (its order), so the two can differ by float32 rounding only
+        total = a.astype(np.float64).sum(axis=(2, 3), keepdims=layer.keepdims)
+        n = np.float32(a.shape[2] * a.shape[3])
+        return (total.astype(np.float32) / n).astype(np.float32)
+    if isinstance(layer, L.FixedThreshold):
+        return binarize(float_ops(a, layer.ops), layer.mode)
+    raise EdgeError(f"layer '{layer.name}': the golden model cannot run {type(layer).__name__}")
+
+
+def _run_fixed(layer: L.Layer, args: list[np.ndarray], ins, out) -> np.ndarray:
+    """Fixed-point mode: the integer rules of sdk/fixedpoint.py (what the targets compute)."""
+    a = args[0]
+    if isinstance(layer, L.Scores):
+        real = a.astype(np.float64) * 2.0 ** -ins[0].frac
+        return float_ops(real.astype(np.float32), layer.ops)
+    if isinstance(layer, L.FixedThreshold):
+        return apply_threshold(a, layer.tau, layer.flip, layer.zero, axis=1)
+    if out.kind != "fixed":  # Concat of ±1 or integer tensors
+        return np.concatenate(args, axis=1)
+    if isinstance(layer, L.Requant):
+        y = fx.affine(a, layer.mult, layer.add, layer.shift)
+    elif isinstance(layer, L.AddTensors):
+        y = sum(fx.align(v.astype(np.int64), _frac(i), out.frac) for v, i in zip(args, ins))
+    elif isinstance(layer, L.Concat):
+        y = np.concatenate([fx.align(v.astype(np.int64), _frac(i), out.frac)
+                            for v, i in zip(args, ins)], axis=1)
+    elif isinstance(layer, L.PRelu):
+        y = fx.prelu(a, layer.slope_q)
+    elif isinstance(layer, L.GlobalAvgPool):
+        y = fx.gap(a)
+        if layer.keepdims:
+            y = y[:, :, None, None]
+    else:
+        raise EdgeError(f"layer '{layer.name}': the golden model cannot run "
+                        f"{type(layer).__name__}")
+    return fx.check_int32(np.asarray(y, dtype=np.int64), f"layer '{layer.name}'")
+
+
+def _frac(info) -> int:
+    return info.frac if info.kind == "fixed" else 0

@@ -28,17 +28,18 @@ class Model(ModelAPI):
         self.ir = ir
         self.path = path
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Golden model on a batch: the same shape and values onnxruntime gives."""
-        return golden.run(self.ir, x)
+    def run(self, x: np.ndarray, fixed_point: bool = False) -> np.ndarray:
+        """Golden model on a batch: the same shape and values onnxruntime gives.
+
+        `fixed_point` runs the real-valued layers (residual adds, affine results, PReLU,
+        averages) with the targets' integer rules instead of float32 (sdk/fixedpoint.py); for
+        pure binary networks both modes are the same integers.
+        """
+        return golden.run(self.ir, x, fixed_point=fixed_point)
 
     def run_outputs(self, x: np.ndarray, fixed_point: bool = False) -> dict[str, np.ndarray]:
-        """Every model output by its source name (one for plain networks).
-
-        `fixed_point` changes nothing here: the golden model of a binary network already
-        computes in integers what the targets compute.
-        """
-        return {self.ir.source.get("output_name", "output"): self.run(x)}
+        """Every model output by its source name (one for plain networks)."""
+        return {self.ir.source.get("output_name", "output"): self.run(x, fixed_point)}
 
     def save_ir(self, folder: str | Path) -> Path:
         """Write the lowered IR folder atomically (a half-written folder never remains)."""

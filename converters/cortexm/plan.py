@@ -19,6 +19,7 @@ import numpy as np
 from ...errors import EdgeError
 from ...ir import layers as L
 from ...ir.graph import Graph, TensorInfo
+from ...passes.fixed_point import refuse_on_target
 from . import arena, layout
 from .geometry import Window
 from .kernels_conv import binary_conv, int_conv
@@ -217,6 +218,7 @@ class Planner:
                             f"has {len(g.inputs)} and {len(g.outputs)}")
         if not g.lowered:
             raise EdgeError("the Cortex-M backend needs lowered IR (passes.pipeline.lower)")
+        refuse_on_target(g, "Cortex-M")
         handlers = {
             L.Input: self.on_input, L.Dense: self.on_dense, L.Conv2d: self.on_conv,
             L.Threshold: self.on_threshold, L.MaxPool: self.on_pool, L.Flatten: self.on_view,

@@ -32,6 +32,7 @@ from ...hw.specs import (
 from ...hw.threshold import ThresholdConsts
 from ...ir import layers as L
 from ...ir.graph import Graph, TensorInfo
+from ...passes.fixed_point import refuse_on_target
 from .folding import MAX_FRAME_EBR, LayerShape, default_folding
 
 Folding = int | Sequence[int | None] | Mapping[str, int] | None
@@ -250,6 +251,7 @@ def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = Tr
     fuse=False: thresholds as stages of their own (the layer diff's debug design)."""
     if not graph.lowered:
         raise EdgeError("fpga: the graph is not lowered (call passes.pipeline.lower first)")
+    refuse_on_target(graph, "fpga")
     layers = _chain(graph)
     infos = graph.infos()
     drafts = _drafts(layers, fuse)

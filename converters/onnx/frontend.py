@@ -355,14 +355,13 @@ class Frontend:
         w = np.asarray(self.const(node.input[1], "weight"))
         if w.ndim != 4:
             self.fail(f"only 2-D convolutions are supported (weight rank {w.ndim})")
-        if a.get("group", 1) != 1:
-            self.fail(f"grouped convolution (group={a['group']}) is not supported yet")
+        groups = int(a.get("group", 1))
         if len(v.info.shape) != 3:
             self.fail(f"conv needs CHW data, got {list(v.info.shape)}")
         o, c, kh, kw = (int(d) for d in w.shape)
-        if c != v.info.shape[0]:
-            self.fail(f"shape mismatch: weights take {c} input channels, the data has "
-                      f"{v.info.shape[0]}")
+        if groups < 1 or c * groups != v.info.shape[0] or o % groups:
+            self.fail(f"shape mismatch: weights take {c} input channels per group x {groups} "
+                      f"groups, the data has {v.info.shape[0]}")
         ks = tuple(a.get("kernel_shape", (kh, kw)))
         if ks != (kh, kw):
             self.fail(f"kernel_shape {list(ks)} does not match the weights {[kh, kw]}")
@@ -370,9 +369,10 @@ class Frontend:
         dil = tuple(int(d) for d in a.get("dilations", (1, 1)))
         pads = self._pads(a, v.info.shape[1:], (kh, kw), strides, dil)
         cw = classify(w, self.where())
-        out = self.emit(L.Conv2d, [v.tensor], weights=L.IntWeights(cw.values.reshape(o, -1)),
-                        in_channels=c, kernel=(kh, kw), strides=strides, pads=pads,
-                        dilations=dil)
+        kw_args = {"groups": groups} if groups != 1 else {}
+        out = self.emit(L.GroupConv2d if groups != 1 else L.Conv2d, [v.tensor],
+                        weights=L.IntWeights(cw.values.reshape(o, -1)), in_channels=c * groups,
+                        kernel=(kh, kw), strides=strides, pads=pads, dilations=dil, **kw_args)
         bias = None
         if len(node.input) > 2 and node.input[2]:
             bias = np.asarray(self.const(node.input[2], "bias"), np.float32).reshape(1, -1, 1, 1)
@@ -410,8 +410,8 @@ class Frontend:
             return self.val(a), self.consts[b], False
         if a in self.consts:
             return self.val(b), self.consts[a], True
-        self.fail(f"{node.op_type} of two computed tensors is not supported (residual "
-                  "connections come later)")
+        self.fail(f"{node.op_type} of two computed tensors is not supported (of two tensors "
+                  "only Add, a residual connection, is)")
 
     def op_BatchNormalization(self, node):
         if self.attrs().get("training_mode", 0):
@@ -439,6 +439,15 @@ class Frontend:
 
     def op_Add(self, node):
         if self._step_arith(node, "Add"):
+            return
+        if not any(t in self.consts for t in node.input[:2]):
+            a, b = self.val(node.input[0]), self.val(node.input[1])
+            if a.info.shape != b.info.shape:
+                self.fail(f"Add of shapes {list(a.info.shape)} and {list(b.info.shape)}: only "
+                          "equal shapes (no broadcasting) are supported for two tensors")
+            if "float" not in (a.info.kind, b.info.kind) and a.info.kind != "int":
+                self.fail("Add of two ±1 tensors is not supported (not a residual connection)")
+            self.vals[node.output[0]] = self.emit(L.AddTensors, [a.tensor, b.tensor])
             return
         v, c, _ = self._val_const(node)
         self._affine(node, L.Add(self.per_channel(c, v)), v)
@@ -520,6 +529,10 @@ class Frontend:
         if self._narrow_input(v, 0, None):
             self.vals[node.output[0]] = self.vals[node.input[0]]
             return
+        if v.info.kind == "float" and v.info.shape:
+            zero = np.zeros(v.info.shape[0], np.float32)
+            self.vals[node.output[0]] = self.emit(L.PRelu, [v.tensor], slope=zero)
+            return
         self.fail("Relu is only supported where it is a no-op (on the model input, which it "
                   "restricts to non-negative integers); on ±1 data it maps -1 to 0")
 
@@ -562,6 +575,45 @@ class Frontend:
             return
         self.fail(f"Clip({lo:g}, {hi:g}) changes the data here; it is supported only as a no-op "
                   "or directly before a sign")
+
+    def op_PRelu(self, node):
+        v = self.val(node.input[0])
+        if v.info.kind != "float":
+            self.fail("PRelu is supported on real-valued data (after a BatchNorm, Mul or Add)")
+        slope = np.asarray(self.const(node.input[1], "slope"), np.float32)
+        self.vals[node.output[0]] = self.emit(L.PRelu, [v.tensor],
+                                              slope=self.per_channel(slope, v))
+
+    def op_GlobalAveragePool(self, node):
+        v = self.val(node.input[0])
+        if len(v.info.shape) != 3:
+            self.fail(f"GlobalAveragePool needs CHW data, got {list(v.info.shape)}")
+        self.vals[node.output[0]] = self.emit(L.GlobalAvgPool, [v.tensor], keepdims=True)
+
+    def op_ReduceMean(self, node):
+        v = self.val(node.input[0])
+        a = self.attrs()
+        if len(node.input) > 1 and node.input[1]:
+            axes = [int(d) for d in np.asarray(self.const(node.input[1], "axes")).ravel()]
+        else:
+            axes = [int(d) for d in a.get("axes", [])]
+        rank = len(v.info.shape) + 1
+        if len(v.info.shape) != 3 or sorted(d % rank for d in axes) != [2, 3]:
+            self.fail(f"ReduceMean is supported over H and W of CHW data (axes [2, 3]), got "
+                      f"axes {axes} on {list(v.info.shape)}")
+        self.vals[node.output[0]] = self.emit(L.GlobalAvgPool, [v.tensor],
+                                              keepdims=bool(a.get("keepdims", 1)))
+
+    def op_Concat(self, node):
+        vs = [self.val(name) for name in node.input]
+        rank = len(vs[0].info.shape) + 1
+        axis = int(self.attrs().get("axis", 1))
+        if axis % rank != 1:
+            self.fail(f"Concat is supported on the channels (axis 1), got axis {axis}")
+        kinds = {v.info.kind for v in vs}
+        if not (kinds <= {"bipolar", "ternary"} or kinds <= {"int", "float"}):
+            self.fail(f"Concat of {' and '.join(sorted(kinds))} data is not supported")
+        self.vals[node.output[0]] = self.emit(L.Concat, [v.tensor for v in vs])
 
     def _is_input(self, v: Val) -> bool:
         return v.tensor == "input"

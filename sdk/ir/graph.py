@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import fixedpoint as fx
 from ..errors import EdgeError
 from . import layers as L
 
@@ -16,7 +17,8 @@ class TensorInfo:
     """What flows on one edge, without the batch dimension.
 
     kind: "int" (multi-bit integers, e.g. an input or an accumulator), "bipolar" (exactly ±1),
-    "ternary" ({-1, 0, +1}: ±1 data that may hold Sign(0) = 0), "float" (source form only).
+    "ternary" ({-1, 0, +1}: ±1 data that may hold Sign(0) = 0), "float" (source form only),
+    "fixed" (real values as int32 q with real = q * 2**-frac, see sdk/fixedpoint.py).
     lo/hi bound the integer values (inclusive), from which accumulator widths follow.
     """
 
@@ -24,6 +26,7 @@ class TensorInfo:
     kind: str
     lo: int
     hi: int
+    frac: int = 0
 
     @property
     def size(self) -> int:
@@ -86,9 +89,14 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
     """Output facts of one layer, checking that its input fits."""
     if isinstance(layer, L.Input):
         return TensorInfo(tuple(layer.shape), "int", int(layer.lo), int(layer.hi))
+    if isinstance(layer, L.REAL_VALUED):
+        return _infer_real(layer, ins)
     (x,) = ins
-    if x.kind == "float" and not isinstance(layer, (L.Affine, L.Binarize, L.MaxPool, L.Scores)):
-        raise EdgeError(f"{_where(layer)}: needs integer or ±1 data, got float data")
+    if x.kind in ("float", "fixed") and not isinstance(
+            layer, (L.Affine, L.Binarize, L.MaxPool, L.Scores, L.Flatten, L.Reshape)):
+        raise EdgeError(f"{_where(layer)}: needs integer or ±1 data, got real-valued data")
+    if isinstance(layer, L.GroupConv2d):
+        return _infer_group_conv(layer, x)
     if isinstance(layer, L.Dense):
         k = layer.weights.k
         if len(x.shape) != 1 or x.shape[0] != k:
@@ -136,14 +144,110 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
         ow = conv_out(x.shape[2], layer.kernel[1], layer.strides[1], layer.pads[1], layer.pads[3])
         if oh < 1 or ow < 1:
             raise EdgeError(f"{_where(layer)}: shape mismatch: pool output would be empty")
-        return TensorInfo((x.shape[0], oh, ow), x.kind, x.lo, x.hi)
+        return TensorInfo((x.shape[0], oh, ow), x.kind, x.lo, x.hi, x.frac)
     if isinstance(layer, L.Flatten):
-        return TensorInfo((x.size,), x.kind, x.lo, x.hi)
+        return TensorInfo((x.size,), x.kind, x.lo, x.hi, x.frac)
     if isinstance(layer, L.Reshape):
         if math.prod(layer.shape) != x.size:
             raise EdgeError(f"{_where(layer)}: shape mismatch: cannot reshape {x.shape} to "
                             f"{layer.shape}")
-        return TensorInfo(tuple(layer.shape), x.kind, x.lo, x.hi)
+        return TensorInfo(tuple(layer.shape), x.kind, x.lo, x.hi, x.frac)
     if isinstance(layer, L.Scores):
+        if x.kind == "fixed":
+            return TensorInfo(x.shape, "float", x.lo, x.hi, x.frac)
         return TensorInfo(x.shape, "float" if layer.ops else x.kind, x.lo, x.hi)
+    raise EdgeError(f"{_where(layer)}: unknown layer type {type(layer).__name__}")
+
+
+def _infer_group_conv(layer: L.GroupConv2d, x: TensorInfo) -> TensorInfo:
+    g, c = layer.groups, layer.in_channels
+    if len(x.shape) != 3 or x.shape[0] != c:
+        raise EdgeError(f"{_where(layer)}: shape mismatch: conv takes {c} input channels (CHW), "
+                        f"input is {x.shape}")
+    kh, kw = layer.kernel
+    if g < 1 or c % g or layer.weights.rows % g or layer.weights.k != c // g * kh * kw:
+        raise EdgeError(f"{_where(layer)}: weight size does not match its kernel and "
+                        f"{g} groups")
+    oh = conv_out(x.shape[1], kh, layer.strides[0], layer.pads[0], layer.pads[2],
+                  layer.dilations[0])
+    ow = conv_out(x.shape[2], kw, layer.strides[1], layer.pads[1], layer.pads[3],
+                  layer.dilations[1])
+    if oh < 1 or ow < 1:
+        raise EdgeError(f"{_where(layer)}: shape mismatch: conv output would be empty")
+    m = layer.weights.k * x.max_abs
+    return TensorInfo((layer.weights.rows, oh, ow), "int", -m, m)
+
+
+def _fixed(x: TensorInfo) -> tuple[int, int]:
+    """(max |q|, frac) of data entering a fixed-point layer: integers have frac 0."""
+    if x.kind == "fixed":
+        return x.max_abs, x.frac
+    if x.kind in ("int", "bipolar", "ternary"):
+        return x.max_abs, 0
+    raise EdgeError(f"unexpected {x.kind} data")  # pragma: no cover - float handled by callers
+
+
+def _infer_real(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
+    """Real-valued layers: "float" in source form (or on float data), "fixed" once lowered."""
+    x = ins[0]
+    if isinstance(layer, L.AddTensors):
+        if len(ins) != 2 or ins[0].shape != ins[1].shape:
+            raise EdgeError(f"{_where(layer)}: shape mismatch: adds "
+                            f"{' and '.join(str(list(i.shape)) for i in ins)}")
+    elif isinstance(layer, L.Concat):
+        if len({i.shape[1:] for i in ins}) != 1 or any(not i.shape for i in ins):
+            raise EdgeError(f"{_where(layer)}: shape mismatch: concatenates "
+                            f"{', '.join(str(list(i.shape)) for i in ins)} on the channels")
+        shape = (sum(i.shape[0] for i in ins),) + x.shape[1:]
+        kinds = {i.kind for i in ins}
+        if kinds <= {"bipolar", "ternary"}:
+            return TensorInfo(shape, "ternary" if "ternary" in kinds else "bipolar", -1, 1)
+        if kinds == {"int"}:
+            return TensorInfo(shape, "int", min(i.lo for i in ins), max(i.hi for i in ins))
+    elif len(ins) != 1:
+        raise EdgeError(f"{_where(layer)}: takes one input")  # pragma: no cover
+    channels = x.shape[0] if x.shape else 0
+    if isinstance(layer, L.Requant):
+        for op in layer.ops:
+            if not isinstance(op, L.Softmax) and L.channels_of(op) != channels:
+                raise EdgeError(f"{_where(layer)}: shape mismatch: {L.channels_of(op)} "
+                                f"per-channel parameters for {channels} channels")
+    if isinstance(layer, L.PRelu) and np.asarray(layer.slope).shape != (channels,):
+        raise EdgeError(f"{_where(layer)}: shape mismatch: {np.asarray(layer.slope).size} "
+                        f"slopes for {channels} channels")
+    if isinstance(layer, L.FixedThreshold):
+        if layer.tau is None:
+            return TensorInfo(x.shape, "ternary" if layer.mode == "sign" else "bipolar", -1, 1)
+        kind = "ternary" if bool(np.any(layer.zero)) else "bipolar"
+        return TensorInfo(x.shape, kind, -1, 1)
+    shape = x.shape
+    if isinstance(layer, L.Concat):
+        shape = (sum(i.shape[0] for i in ins),) + x.shape[1:]
+    if isinstance(layer, L.GlobalAvgPool):
+        if len(x.shape) != 3:
+            raise EdgeError(f"{_where(layer)}: global average pool needs CHW data, got "
+                            f"{x.shape}")
+        shape = (x.shape[0], 1, 1) if layer.keepdims else (x.shape[0],)
+    if any(i.kind == "float" for i in ins):
+        return TensorInfo(shape, "float", 0, 0)
+    m, frac = _fixed(x)
+    if isinstance(layer, L.Requant):
+        if layer.frac is None:
+            return TensorInfo(shape, "float", 0, 0)
+        b = fx.affine_bound(m, layer.mult, layer.add, layer.shift)
+        return TensorInfo(shape, "fixed", -b, b, layer.frac)
+    if isinstance(layer, (L.AddTensors, L.Concat)):
+        if layer.frac is None:
+            return TensorInfo(shape, "float", 0, 0)
+        bounds = [fx.align_bound(*_fixed(i), layer.frac) for i in ins]
+        b = max(bounds) if isinstance(layer, L.Concat) else sum(bounds)
+        return TensorInfo(shape, "fixed", -b, b, layer.frac)
+    if isinstance(layer, L.PRelu):
+        if layer.slope_q is None:
+            return TensorInfo(shape, "float", 0, 0)
+        b = fx.prelu_bound(m, layer.slope_q)
+        return TensorInfo(shape, "fixed", -b, b, frac)
+    if isinstance(layer, L.GlobalAvgPool):
+        b = fx.gap_bound(m, x.shape[1] * x.shape[2])
+        return TensorInfo(shape, "fixed", -b, b, frac)
     raise EdgeError(f"{_where(layer)}: unknown layer type {type(layer).__name__}")

@@ -168,6 +168,15 @@ class Conv2d(Layer):
 
 
 @dataclass
+class GroupConv2d(Conv2d):
+    """Grouped (depthwise when groups == in_channels) integer conv: output channel o reads
+    only input group o // (rows / groups); weights are [O, (in_channels / groups) * kh * kw]."""
+
+    groups: int = 1
+    kind: ClassVar[str] = "groupconv2d"
+
+
+@dataclass
 class Affine(Layer):
     """Source form only: float ops the source applies to an accumulator, in order."""
 
@@ -228,10 +237,78 @@ class Scores(Layer):
     kind: ClassVar[str] = "scores"
 
 
+# ---------------------------------------------------------------------------- real-valued
+# Layers on real-valued tensors between binary layers (issue #11). Each keeps the source's float
+# parameters (what `edge-sdk run` evaluates in float32) and, once `passes.fixed_point` has run,
+# its fixed-point parameters (what `run --fixed-point` and the targets compute; rules in
+# sdk/fixedpoint.py). `frac` None = not yet lowered: the output is then "float" data.
+
+
+@dataclass
+class Requant(Layer):
+    """Target form of an `Affine` whose result stays real-valued: per channel
+    y = (x * mult + add) >> shift on an accumulator or fixed tensor; `ops` are the float ops."""
+
+    ops: list[FloatOp] = field(default_factory=list)
+    mult: np.ndarray | None = None  # int64 [C]
+    add: np.ndarray | None = None  # int64 [C]
+    shift: int = 0
+    frac: int | None = None
+    kind: ClassVar[str] = "requant"
+
+
+@dataclass
+class AddTensors(Layer):
+    """Residual add of two real-valued (or integer) tensors of one shape."""
+
+    frac: int | None = None
+    kind: ClassVar[str] = "add"
+
+
+@dataclass
+class PRelu(Layer):
+    """x if x >= 0 else slope_c * x (ReLU: slope 0); `slope_q` = round(slope * 2**15)."""
+
+    slope: np.ndarray = None  # type: ignore[assignment]  float32 [C]
+    slope_q: np.ndarray | None = None  # int64 [C]
+    kind: ClassVar[str] = "prelu"
+
+
+@dataclass
+class GlobalAvgPool(Layer):
+    """Mean over H, W of CHW data: [C, 1, 1] (keepdims) or [C]."""
+
+    keepdims: bool = True
+    kind: ClassVar[str] = "gap"
+
+
+@dataclass
+class Concat(Layer):
+    """Concatenation along the channels (axis 1 with the batch)."""
+
+    frac: int | None = None
+    kind: ClassVar[str] = "concat"
+
+
+@dataclass
+class FixedThreshold(Layer):
+    """Sign/comparison (`mode` as Binarize) of a real-valued tensor after the float `ops`
+    (ReActNet's RSign: x - t_c): tau/flip/zero as in `Threshold`, on the fixed-point integers."""
+
+    ops: list[FloatOp] = field(default_factory=list)
+    mode: str = "sign"
+    tau: np.ndarray | None = None
+    flip: np.ndarray | None = None
+    zero: np.ndarray | None = None
+    kind: ClassVar[str] = "fixedthreshold"
+
+
+REAL_VALUED = (Requant, AddTensors, PRelu, GlobalAvgPool, Concat, FixedThreshold)
+
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
-    for cls in (Input, Dense, Conv2d, Affine, Binarize, Threshold, MaxPool, Flatten, Reshape,
-                Scores)
+    for cls in (Input, Dense, Conv2d, GroupConv2d, Affine, Binarize, Threshold, MaxPool, Flatten,
+                Reshape, Scores, *REAL_VALUED)
 }
 OP_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Mul, Add, Div, BatchNorm, Softmax)}
 WEIGHT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (IntWeights, PackedWeights)}

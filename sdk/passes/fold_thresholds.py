@@ -12,7 +12,7 @@ from ..errors import EdgeError
 from ..ir import layers as L
 from ..thresholds import AffineSqrt, solve_threshold
 from .affine_forms import channel_forms
-from .base import Pass, sole_consumer
+from .base import Pass
 
 
 class FoldThresholds(Pass):
@@ -29,12 +29,13 @@ class FoldThresholds(Pass):
             except KeyError:
                 producer = None
             affine = None
-            if isinstance(producer, L.Affine) and sole_consumer(graph, src) is layer:
+            if isinstance(producer, L.Affine) and infos[producer.inputs[0]].kind != "float":
+                # an affine result also used elsewhere (a residual shortcut) is recomputed
+                # here as a threshold on its accumulator: exact, and no fixed point involved
                 affine, ops, src = producer, producer.ops, producer.inputs[0]
             info = infos[src]
             if info.kind == "float":
-                raise EdgeError(f"layer '{layer.name}' (from '{layer.source}'): cannot binarise "
-                                "float data whose ops were not folded")
+                continue  # sign of a real-valued tensor: passes.fixed_point lowers it
             where = ", ".join(s for s in ((affine.source if affine else ""), layer.source) if s)
             channels = info.shape[0]
             try:
@@ -53,7 +54,8 @@ class FoldThresholds(Pass):
                 zero=np.array([s.zero for s in solved], dtype=bool),
             )
             graph.layers[graph.layers.index(layer)] = thr
-            if affine is not None:
+            if affine is not None and not graph.consumers(affine.output) \
+                    and affine.output not in graph.outputs:
                 graph.layers.remove(affine)
             changed = True
         return changed

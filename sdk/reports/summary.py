@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from ..bitpack import n_words
+from ..errors import EdgeError
 from ..ir import layers as L
 from ..ir.graph import Graph, TensorInfo
 from .table import kv_table
@@ -46,12 +49,55 @@ def layer_rows(graph: Graph) -> list[dict]:
             row["packed_bytes"] = c * max(1, math.ceil(inp.bits / 8))  # one threshold / channel
             row["float32_bytes"] = c * 4 * 4  # the BN it replaces: gamma, beta, mean, var
             row["ties"] = int(layer.zero.sum())
-        elif isinstance(layer, L.Scores):
+        elif isinstance(layer, L.Requant):
+            c = int(layer.mult.shape[0])
+            row["params"] = 2 * c
+            row["packed_bytes"] = c * 12  # int32 multiplier + int64 offset per channel
+            row["float32_bytes"] = sum(_op_params(op) for op in layer.ops) * 4
+        elif isinstance(layer, (L.PRelu, L.FixedThreshold)):
+            c = int(infos[layer.inputs[0]].shape[0])
+            row["params"] = c
+            row["packed_bytes"] = c * 4
+            row["float32_bytes"] = c * 4 + sum(_op_params(op) for op in getattr(layer, "ops", []))
+        if out.kind == "fixed":
+            row["frac"] = out.frac
+        if isinstance(layer, L.Scores):
             n = sum(L.channels_of(op) * (4 if isinstance(op, L.BatchNorm) else 1) for op in layer.ops)
             row["params"] = n
             row["packed_bytes"] = row["float32_bytes"] = n * 4
         rows.append(row)
     return rows
+
+
+def _op_params(op: L.FloatOp) -> int:
+    return L.channels_of(op) * (4 if isinstance(op, L.BatchNorm) else 1)
+
+
+AGREEMENT_SAMPLES = 64
+
+
+def fixed_point_agreement(graph: Graph, n: int = AGREEMENT_SAMPLES, seed: int = 0) -> dict | None:
+    """How `run --fixed-point` agrees with `run` (float32 real-valued layers) on `n`
+    deterministic random inputs in the input's integer range; None for graphs that have no
+    real-valued layers (both modes are then the same integers)."""
+    from .. import golden
+    from ..passes.fixed_point import has_real_valued
+
+    if not has_real_valued(graph):
+        return None
+    inp = graph.layers[0]
+    q = np.random.default_rng(seed).integers(inp.lo, inp.hi + 1, size=(n, *inp.shape))
+    x = q if inp.scale == 1.0 and inp.zero_point == 0 else (q - inp.zero_point) * inp.scale
+    try:
+        ref = golden.run(graph, x)
+        got = golden.run(graph, x, fixed_point=True)
+    except EdgeError:
+        return None
+    err = float(np.max(np.abs(got.astype(np.float64) - ref.astype(np.float64)), initial=0.0))
+    out = {"samples": n, "input_range": [int(inp.lo), int(inp.hi)], "max_abs_err": err}
+    if ref.ndim == 2 and ref.shape[1] > 1:
+        out["argmax_agree"] = float(np.mean(got.argmax(1) == ref.argmax(1)))
+    return out
 
 
 def totals(rows: list[dict]) -> dict:
@@ -87,7 +133,17 @@ def format_table(graph: Graph) -> str:
     if ties:
         tail.append(f"note: {ties} channel(s) give Sign(0) = 0 at one accumulator value "
                     "(exact ties, reproduced by the golden model)")
+    agree = fixed_point_agreement(graph)
+    if agree is not None:
+        tail.append(_agreement_line(agree))
     return "\n".join(head + lines + tail)
+
+
+def _agreement_line(a: dict) -> str:
+    lo, hi = a["input_range"]
+    am = (f"argmax agrees on {100 * a['argmax_agree']:.1f}%, " if "argmax_agree" in a else "")
+    return (f"fixed point (run --fixed-point) vs float32 (run) on {a['samples']} random inputs "
+            f"in [{lo}, {hi}]: {am}max abs error {a['max_abs_err']:.3g}")
 
 
 def _cell(v) -> str:
@@ -99,7 +155,11 @@ def _cell(v) -> str:
 def inspect_data(graph: Graph) -> dict:
     """What `inspect --json` prints and `Model.inspect().data` holds: model, layers, totals."""
     rows = layer_rows(graph)
-    return {"model": graph.name, "source": graph.source, "layers": rows, "totals": totals(rows)}
+    data = {"model": graph.name, "source": graph.source, "layers": rows, "totals": totals(rows)}
+    agree = fixed_point_agreement(graph)
+    if agree is not None:
+        data["fixed_point_agreement"] = agree
+    return data
 
 
 def as_json(graph: Graph) -> str:

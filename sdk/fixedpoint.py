@@ -1,0 +1,145 @@
+"""Fixed-point rules for the real-valued tensors between binary layers (issue #11).
+
+Deployed binary networks (Bi-Real Net, ReActNet) keep real-valued tensors between their binary
+convolutions: residual sums, per-channel affine results, (R)PReLU outputs, global averages.
+`edge-sdk run` evaluates those in float32 as the source does; `edge-sdk run --fixed-point` runs
+what the targets compute, with the rules below, recorded in the lowered IR (`passes/fixed_point`).
+
+Representation. A real-valued tensor is an int32 tensor `q` with a per-tensor binary point
+`frac` (real = q * 2**-frac); `frac` may be negative. No calibration set: every tensor has a
+static worst-case bound B (|real| <= B) derived from the integer ranges of the binary layers, and
+
+    frac = min(FRAC_MAX, 30 - ceil(log2(B + 1)))        (FRAC_MAX = 16)
+
+so |q| < 2**30 plus rounding slack: int32 never overflows and sums of two fit. Saturation never
+happens; the golden model asserts it (an overflow would be a bug in the bounds, not data).
+
+Rounding is always "half up" through an arithmetic shift: round(v / 2**s) = (v + 2**(s-1)) >> s
+(floor division, so -2.5 -> -2 and 2.5 -> 3).
+
+Affine (BatchNorm, per-channel Mul/Add) of an integer accumulator (frac_in = 0) or a fixed
+tensor (frac_in), per channel c, with real scale a_c and bias b_c:
+
+    y = (x * m_c + r_c) >> s        m_c = round(a_c * 2**(s + frac - frac_in))
+                                    r_c = round(b_c * 2**(s + frac)) + 2**(s - 1)
+
+x int32, m_c int32 (|m_c| < 2**31), x * m_c + r_c in int64 (checked when lowering); s in
+[1, SHIFT_MAX] is the largest that keeps every |m_c| < 2**30. a_c, b_c come from the exact
+rational composition of the source's float32 ops (thresholds.AffineSqrt), rounded in float64.
+
+Add of two tensors (fracs fa, fb) to the output frac f: each operand is aligned first,
+align(x, fi -> f) = x << (f - fi) when f >= fi, else (x + 2**(fi-f-1)) >> (fi - f); then summed.
+Concat aligns every input the same way to the smallest input frac.
+
+PReLU (same frac in and out): y = x if x >= 0 else (x * a_c + 2**14) >> 15,
+a_c = round(slope_c * 2**15) (int32; the product in int64). ReLU is PReLU with slope 0.
+
+Global average over n = H*W positions (same frac): y = (sum * R + 2**(S-1)) >> S with
+R = round(2**S / n), S = GAP_SHIFT = 24; sum and product in int64.
+
+Sign (or a comparison) of a fixed tensor, after optional per-channel float ops (ReActNet's
+RSign x - t): an exact integer threshold on q, solved with thresholds.solve_threshold on the
+exact real value q * 2**-frac, so Sign(0) = 0 ties are reproduced as the Threshold layer does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FRAC_MAX = 16
+SHIFT_MAX = 32
+PRELU_SHIFT = 15
+GAP_SHIFT = 24
+INT32_MAX = (1 << 31) - 1
+INT64_MAX = (1 << 63) - 1
+
+
+def frac_for(bound: float) -> int:
+    """Binary point of a tensor whose real values satisfy |v| <= bound."""
+    return min(FRAC_MAX, 30 - math.ceil(math.log2(bound + 1)))
+
+
+def round_shift(v: np.ndarray | int, s: int):
+    """round(v / 2**s), half up, by an arithmetic shift (s >= 0)."""
+    if s <= 0:
+        return v
+    return (v + (1 << (s - 1))) >> s
+
+
+def align(q: np.ndarray, frac_in: int, frac_out: int) -> np.ndarray:
+    """Re-express q (binary point frac_in) at frac_out: left shift, or rounded right shift."""
+    if frac_out >= frac_in:
+        return q << (frac_out - frac_in)
+    return round_shift(q, frac_in - frac_out)
+
+
+def align_bound(m: int, frac_in: int, frac_out: int) -> int:
+    """Largest |align(q)| over |q| <= m (alignment is monotone and odd up to rounding)."""
+    if frac_out >= frac_in:
+        return m << (frac_out - frac_in)
+    return int(round_shift(m, frac_in - frac_out))
+
+
+def affine_params(scale: np.ndarray, bias: np.ndarray, frac_in: int,
+                  frac: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(m_c, r_c, s) of the affine rule above for real per-channel scale and bias."""
+    top = float(np.max(np.abs(scale), initial=0.0)) * 2.0 ** (frac - frac_in)
+    s = SHIFT_MAX if top == 0 else 29 - math.floor(math.log2(top))
+    s = max(1, min(SHIFT_MAX, s))
+    m = np.array([round(float(a) * 2.0 ** (s + frac - frac_in)) for a in scale], dtype=np.int64)
+    r = np.array([round(float(b) * 2.0 ** (s + frac)) + (1 << (s - 1)) for b in bias],
+                 dtype=np.int64)
+    return m, r, s
+
+
+def affine_bound(m_in: int, mult: np.ndarray, add: np.ndarray, shift: int) -> int:
+    """max |(x * m_c + r_c) >> s| over |x| <= m_in, exactly (Python integers)."""
+    worst = 0
+    for m, r in zip(mult.tolist(), add.tolist()):
+        worst = max(worst, abs((m_in * abs(m) + r) >> shift), abs((-m_in * abs(m) + r) >> shift))
+    return worst
+
+
+def affine(x: np.ndarray, mult: np.ndarray, add: np.ndarray, shift: int) -> np.ndarray:
+    """y = (x * m_c + r_c) >> s per channel (axis 1), int64 arithmetic."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return (x.astype(np.int64) * mult.reshape(shape) + add.reshape(shape)) >> shift
+
+
+def prelu_params(slope: np.ndarray) -> np.ndarray:
+    return np.array([round(float(a) * 2.0 ** PRELU_SHIFT) for a in slope], dtype=np.int64)
+
+
+def prelu(x: np.ndarray, slope_q: np.ndarray) -> np.ndarray:
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    neg = round_shift(x.astype(np.int64) * slope_q.reshape(shape), PRELU_SHIFT)
+    return np.where(x >= 0, x, neg)
+
+
+def prelu_bound(m_in: int, slope_q: np.ndarray) -> int:
+    top = int(np.max(np.abs(slope_q), initial=0))
+    return max(m_in, int(round_shift(m_in * top, PRELU_SHIFT)) + 1)
+
+
+def gap_multiplier(n: int) -> int:
+    return round(2.0 ** GAP_SHIFT / n)
+
+
+def gap(x: np.ndarray) -> np.ndarray:
+    """Mean over the last two axes of int data: (sum * R + 2**(S-1)) >> S, int64."""
+    n = x.shape[-2] * x.shape[-1]
+    total = x.astype(np.int64).sum(axis=(-2, -1))
+    return round_shift(total * gap_multiplier(n), GAP_SHIFT)
+
+
+def gap_bound(m_in: int, n: int) -> int:
+    return int(round_shift(n * m_in * gap_multiplier(n), GAP_SHIFT))
+
+
+def check_int32(q: np.ndarray, where: str) -> np.ndarray:
+    """The bounds promise no saturation; an overflow is a bug, never silently wrapped."""
+    if q.size and (int(q.max()) > INT32_MAX or int(q.min()) < -INT32_MAX - 1):
+        raise AssertionError(f"{where}: fixed-point value outside int32 (bounds are wrong)")
+    return q

@@ -1,0 +1,157 @@
+"""Lower real-valued tensors to fixed point (rules: sdk/fixedpoint.py).
+
+Runs after FoldThresholds and FoldScores, so what is left are the float ops whose result stays
+real-valued (a binary conv's BatchNorm feeding a residual add, RPReLU's shifts...) and signs of
+real-valued tensors (ReActNet's RSign, the sign of a residual sum). In graph order, each layer
+gets its static worst-case bound and binary point `frac`, and its integer parameters:
+
+- `Affine` -> `Requant` (keeps the float ops for the faithful mode, adds mult/add/shift);
+- `Binarize` of real-valued data (after an optional affine read by it alone) -> `FixedThreshold`;
+- `AddTensors`, `Concat` get their output frac; `PRelu` its quantised slopes.
+
+Layers that keep the input's frac (PRelu, GlobalAvgPool, MaxPool, Flatten) need nothing more.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import fixedpoint as fx
+from ..errors import EdgeError
+from ..ir import layers as L
+from ..ir.graph import TensorInfo
+from ..thresholds import solve_threshold
+from .affine_forms import channel_forms
+from .base import Pass, sole_consumer
+
+
+def real_bound(info: TensorInfo) -> float:
+    """Largest |real value| of a tensor (integers: frac 0)."""
+    return info.max_abs * 2.0 ** -(info.frac if info.kind == "fixed" else 0)
+
+
+def _frac_in(info: TensorInfo) -> int:
+    return info.frac if info.kind == "fixed" else 0
+
+
+def _where(layer: L.Layer) -> str:
+    return f"layer '{layer.name}'" + (f" (from '{layer.source}')" if layer.source else "")
+
+
+class FoldFloatSigns(Pass):
+    """Binarize of a real-valued tensor -> FixedThreshold (its tau comes in FixedPoint)."""
+
+    def run(self, graph) -> bool:
+        changed = False
+        for layer in list(graph.layers):
+            if not isinstance(layer, L.Binarize):
+                continue
+            infos = graph.infos()
+            src, ops = layer.inputs[0], []
+            producer = _producer(graph, src)
+            source = layer.source
+            if isinstance(producer, L.Affine):
+                if infos[producer.inputs[0]].kind != "float":
+                    continue  # a sign of integers: FoldThresholds folds it, affine and all
+                if sole_consumer(graph, src) is layer:
+                    src, ops = producer.inputs[0], producer.ops
+                    source = ", ".join(s for s in (producer.source, layer.source) if s)
+                    graph.layers.remove(producer)
+            if infos[src].kind != "float":
+                continue  # FoldThresholds handles signs of integers
+            new = L.FixedThreshold(layer.name, [src], layer.output, source, ops=list(ops),
+                                   mode=layer.mode)
+            graph.layers[graph.layers.index(layer)] = new
+            changed = True
+        return changed
+
+
+def _producer(graph, tensor: str):
+    try:
+        return graph.producer(tensor)
+    except KeyError:
+        return None
+
+
+class FixedPoint(Pass):
+    def run(self, graph) -> bool:
+        changed = False
+        for i, layer in enumerate(list(graph.layers)):
+            infos = graph.infos()
+            ins = [infos[t] for t in layer.inputs]
+            if any(x.kind == "float" for x in ins) and not isinstance(
+                    layer, (L.Affine, *L.REAL_VALUED, L.MaxPool, L.Flatten, L.Reshape, L.Scores)):
+                raise EdgeError(f"{_where(layer)}: cannot take real-valued data")
+            if isinstance(layer, L.Affine):
+                graph.layers[i] = _requant(layer, ins[0])
+            elif isinstance(layer, L.AddTensors):
+                layer.frac = fx.frac_for(sum(real_bound(x) for x in ins))
+            elif isinstance(layer, L.Concat):
+                if infos[layer.output].kind == "float":
+                    layer.frac = min(_frac_in(x) for x in ins)
+            elif isinstance(layer, L.PRelu):
+                layer.slope_q = fx.prelu_params(np.asarray(layer.slope, np.float64))
+            elif isinstance(layer, L.FixedThreshold):
+                _solve(layer, ins[0])
+            else:
+                continue
+            out = graph.infos()[graph.layers[i].output]
+            if out.kind == "fixed" and out.max_abs > fx.INT32_MAX:
+                raise EdgeError(f"{_where(layer)}: fixed-point values need more than int32 "
+                                f"(bound {out.max_abs})")
+            changed = True
+        return changed
+
+
+def _requant(layer: L.Affine, x: TensorInfo) -> L.Requant:
+    if any(isinstance(op, L.Softmax) for op in layer.ops):
+        raise EdgeError(f"{_where(layer)}: Softmax inside the model is not supported")
+    channels = x.shape[0]
+    try:
+        forms = channel_forms(layer.ops, channels)
+    except ValueError as exc:
+        raise EdgeError(f"{_where(layer)}: {exc}") from None
+    # g(v) = (p v + q) / sqrt(s) + r  ->  scale * v + bias (float64 from the exact rationals)
+    scale = np.array([float(f.p) / math.sqrt(f.s) for f in forms])
+    bias = np.array([float(f.q) / math.sqrt(f.s) + float(f.r) for f in forms])
+    bound = float(np.max(np.abs(scale) * real_bound(x) + np.abs(bias), initial=0.0))
+    frac = fx.frac_for(bound)
+    mult, add, shift = fx.affine_params(scale, bias, _frac_in(x), frac)
+    if int(np.max(np.abs(mult), initial=0)) > fx.INT32_MAX:
+        raise EdgeError(f"{_where(layer)}: a multiplier does not fit int32")
+    worst = max((x.max_abs * abs(m) + abs(r) for m, r in zip(mult.tolist(), add.tolist())),
+                default=0)
+    if worst > fx.INT64_MAX:
+        raise EdgeError(f"{_where(layer)}: the affine product does not fit int64")
+    return L.Requant(layer.name, layer.inputs, layer.output, layer.source, ops=layer.ops,
+                     mult=mult, add=add, shift=shift, frac=frac)
+
+
+def _solve(layer: L.FixedThreshold, x: TensorInfo) -> None:
+    channels = x.shape[0]
+    frac = _frac_in(x)
+    to_real = L.Mul(np.full(channels, 2.0 ** -frac, dtype=np.float32))  # exact: a power of 2
+    try:
+        forms = channel_forms([to_real, *layer.ops], channels)
+        solved = [solve_threshold(f, layer.mode, x.lo, x.hi) for f in forms]
+    except ValueError as exc:
+        raise EdgeError(f"{_where(layer)}: {exc}") from None
+    layer.tau = np.array([s.tau for s in solved], dtype=np.int64)
+    layer.flip = np.array([s.flip for s in solved], dtype=bool)
+    layer.zero = np.array([s.zero for s in solved], dtype=bool)
+
+
+def refuse_on_target(graph, target: str) -> None:
+    """Backends call this first: real-valued layers have no kernels on the targets yet."""
+    infos = graph.infos()
+    for layer in graph.layers:
+        real_in = any(infos[t].kind == "fixed" for t in layer.inputs)
+        if isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)) or real_in:
+            raise EdgeError(f"{_where(layer)}: {type(layer).__name__} is not supported by the "
+                            f"{target} backend yet")
+
+
+def has_real_valued(graph) -> bool:
+    return any(isinstance(layer, L.REAL_VALUED) for layer in graph.layers)
