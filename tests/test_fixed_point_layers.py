@@ -26,7 +26,7 @@ from edge_sdk.thresholds import apply_threshold
 torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
 
 import torch_nets as tn
-from conftest import assert_close_to_reference
+from conftest import assert_close_to_reference, run_cli
 from torch import nn
 
 from edge_sdk.converters.onnx.reference import run_onnxruntime
@@ -144,6 +144,25 @@ class DepthwiseConcat(nn.Module):
         return self.bnf(self.fc(torch.flatten(torch.sign(z), 1)))
 
 
+class SignConcat(nn.Module):
+    """Concat of two ±1 maps (an RSign and a plain sign of a grouped conv's BN) on the
+    channels, read by one binary dense."""
+
+    def __init__(self, c=8, seed=0, n_out=10):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.stem, self.bn0 = _bin_conv(1, c, gen, kfan=9 * HI)
+        self.t = nn.Parameter(torch.randn(1, c, 1, 1, generator=gen))
+        self.gc, self.bn1 = _bin_conv(c, 2 * c, gen, groups=4)
+        self.fc, self.bnf = _head(3 * c * SHAPE[1] * SHAPE[2], n_out, gen)
+
+    def forward(self, x):
+        x = self.bn0(self.stem(x))
+        a = torch.sign(x - self.t)
+        b = torch.sign(self.bn1(self.gc(a)))
+        return self.bnf(self.fc(torch.flatten(torch.cat([a, b], 1), 1)))
+
+
 class ReluPool(nn.Module):
     """ReLU and max-pool on real-valued data, then a residual block on the pooled map."""
 
@@ -168,6 +187,7 @@ MODELS = {
     "reactnet_real_head": lambda: ReAct(head="real"),
     "depthwise_concat": DepthwiseConcat,
     "relu_maxpool": ReluPool,
+    "sign_concat": SignConcat,
 }
 
 
@@ -416,3 +436,55 @@ def test_frac_rule():
         f = fx.frac_for(bound)
         assert bound * 2.0 ** f < 1 << 30
         assert f == 16 or bound * 2.0 ** (f + 1) >= 1 << 29
+
+
+def test_cli_run_fixed_point_and_inspect(exported, tmp_path):
+    _, path = exported("reactnet_real_head", True)
+    x = _inputs(30, seed=3)
+    np.save(tmp_path / "x.npy", x)
+    for flag, fixed in (([], False), (["--fixed-point"], True)):
+        out = tmp_path / f"y{int(fixed)}.npy"
+        r = run_cli("run", path, "--input-range", "0,15", "--input", tmp_path / "x.npy",
+                    "--output", out, *flag)
+        assert r.returncode == 0, r.stderr
+        m = edge_sdk.load(path, input_range=(LO, HI))
+        np.testing.assert_array_equal(np.load(out), m.run(x, fixed_point=fixed))
+    r = run_cli("run", path, "--input-range", "0,15", "--input", tmp_path / "x.npy",
+                "--output", tmp_path / "y.npy", "--check")
+    assert r.returncode == 0 and "golden vs onnxruntime" in r.stdout, r.stdout + r.stderr
+    r = run_cli("inspect", path, "--input-range", "0,15")
+    assert r.returncode == 0 and "argmax agrees on" in r.stdout, r.stderr
+
+
+class DeepBiReal(nn.Module):
+    """Four Bi-Real blocks (one grouped, one depthwise) on 12x12 inputs, RPReLU after each,
+    a real-valued scores head: realistic depth for the agreement of the two modes."""
+
+    def __init__(self, c=16, seed=7, n_out=10):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.stem, self.bn0 = _bin_conv(1, c, gen, kfan=9 * HI)
+        self.blocks = nn.ModuleList(BiRealBlock(c, gen, groups=g) for g in (1, 2, 1, c))
+        self.acts = nn.ModuleList(RPReLU(c, gen) for _ in self.blocks)
+        self.scale = nn.Parameter(torch.randn(1, c, generator=gen))
+        self.bias = nn.Parameter(torch.randn(1, c, generator=gen))
+
+    def forward(self, x):
+        x = self.bn0(self.stem(x))
+        for block, act in zip(self.blocks, self.acts):
+            x = act(block(x))
+        return x.mean((2, 3)) * self.scale + self.bias
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_deep_bireal_agreement(tmp_path, dynamo):
+    shape = (1, 12, 12)
+    path = tn.export(DeepBiReal(), torch.zeros((2, *shape)), tmp_path / "m.onnx", dynamo)
+    m = edge_sdk.load(path, input_range=(LO, HI))
+    x = np.random.default_rng(4).integers(LO, HI + 1, size=(200, *shape)).astype(np.float32)
+    ref = run_onnxruntime(path, x)
+    assert m.check(x).ok
+    yq = m.run(x, fixed_point=True)
+    assert float(np.mean(yq.argmax(1) == ref.argmax(1))) >= 0.99
+    assert float(np.abs(yq - ref).max()) <= 0.02 * float(np.abs(ref).max())
