@@ -49,23 +49,47 @@ class FoldFloatSigns(Pass):
             if not isinstance(layer, L.Binarize):
                 continue
             infos = graph.infos()
-            src, ops = layer.inputs[0], []
+            src, ops, pre = layer.inputs[0], [], ""
             producer = _producer(graph, src)
             source = layer.source
             if isinstance(producer, L.Affine):
                 if infos[producer.inputs[0]].kind != "float":
                     continue  # a sign of integers: FoldThresholds folds it, affine and all
                 if sole_consumer(graph, src) is layer:
-                    src, ops = producer.inputs[0], producer.ops
+                    src, ops, pre = producer.inputs[0], producer.ops, producer.source
                     source = ", ".join(s for s in (producer.source, layer.source) if s)
                     graph.layers.remove(producer)
             if infos[src].kind != "float":
                 continue  # FoldThresholds handles signs of integers
+            if _onto_accumulator(graph, layer, src, ops, pre, infos):
+                changed = True
+                continue
             new = L.FixedThreshold(layer.name, [src], layer.output, source, ops=list(ops),
                                    mode=layer.mode)
             graph.layers[graph.layers.index(layer)] = new
             changed = True
         return changed
+
+
+def _onto_accumulator(graph, layer: L.Binarize, src: str, ops: list, pre: str, infos) -> bool:
+    """Sign of an affine result that is also used elsewhere (ReActNet's RSign on a BN output
+    that also feeds the shortcut): give the sign its own copy of the affine, composed with
+    its ops, on the integer accumulator, so FoldThresholds makes it an exact Threshold rather
+    than a compare of rounded fixed-point values."""
+    shared = _producer(graph, src)
+    if not isinstance(shared, L.Affine) or infos[shared.inputs[0]].kind == "float":
+        return False
+    composed = list(shared.ops) + list(ops)
+    try:
+        channel_forms(composed, infos[src].shape[0])
+    except ValueError:
+        return False
+    where = ", ".join(s for s in (shared.source, pre) if s)
+    affine = L.Affine(f"{layer.name}_ops", [shared.inputs[0]], f"{layer.name}_ops", where,
+                      ops=composed)
+    graph.layers.insert(graph.layers.index(layer), affine)
+    layer.inputs = [affine.output]
+    return True
 
 
 def _producer(graph, tensor: str):
@@ -144,11 +168,12 @@ def _solve(layer: L.FixedThreshold, x: TensorInfo) -> None:
 
 
 def refuse_on_target(graph, target: str) -> None:
-    """Backends call this first: real-valued layers have no kernels on the targets yet."""
-    infos = graph.infos()
+    """Backends call this first: real-valued layers have no kernels on the targets yet.
+
+    By layer type only (every fixed-point tensor comes from one of these layers), so that a
+    backend's own checks still report graphs that are malformed in other ways."""
     for layer in graph.layers:
-        real_in = any(infos[t].kind == "fixed" for t in layer.inputs)
-        if isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)) or real_in:
+        if isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)):
             raise EdgeError(f"{_where(layer)}: {type(layer).__name__} is not supported by the "
                             f"{target} backend yet")
 
