@@ -9,6 +9,7 @@ cocotb + Icarus.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -26,6 +27,7 @@ from edge_sdk import golden
 from edge_sdk.converters.fpga import factorizer_deployed as fd
 from edge_sdk.errors import EdgeError
 from edge_sdk.factorizer import block_softmax
+from edge_sdk.factorizer_model import scores
 from edge_sdk.hw.block_softmax import BlockSoftmaxStage
 from edge_sdk.hw.simtools import run_streams
 
@@ -125,6 +127,18 @@ def test_attributes_whole_test_split(tmp_path):
     fd.convert(ir, head, {"board": "sim"}, tmp_path)
     x = np.load(TEST_X)
     _check(model, tmp_path, ir, head, x, golden.quantise_input(ir.layers[0], x))
+
+
+@pytest.mark.slow
+def test_attributes_network_before_the_published_decoder(tmp_path):
+    """The same network and block softmax in front of the published (iterative) decoder."""
+    ir, head = edge_sdk.load(ATTRIBUTES).deployed()
+    head = dataclasses.replace(head, decoder="published", options={"max_iters": 6})
+    fd.convert(ir, head, {"board": "sim"}, tmp_path)
+    x = np.load(TEST_X)[:3]
+    idx, its, _ = fd.simulate(tmp_path, {}, ir, head, golden.quantise_input(ir.layers[0], x))
+    want_idx, want_its = head.decode(head.queries(scores(ir, x)))
+    assert np.array_equal(idx, want_idx) and np.array_equal(its, want_its)
 
 
 F, M, B, L = 3, 8, 4, 16
