@@ -29,7 +29,7 @@ rational composition of the source's float32 ops (thresholds.AffineSqrt), rounde
 
 Add of two tensors (fracs fa, fb) to the output frac f: each operand is aligned first,
 align(x, fi -> f) = x << (f - fi) when f >= fi, else (x + 2**(fi-f-1)) >> (fi - f); then summed.
-Concat aligns every input the same way to the smallest input frac.
+Concat aligns every input the same way, to the frac of the largest input bound.
 
 PReLU (same frac in and out): y = x if x >= 0 else (x * a_c + 2**14) >> 15,
 a_c = round(slope_c * 2**15) (int32; the product in int64). ReLU is PReLU with slope 0.

@@ -237,11 +237,14 @@ def _run_float(layer: L.Layer, args: list[np.ndarray], ins, out) -> np.ndarray:
         slope = _per_channel(layer.slope, a.ndim)
         return np.where(a < 0, a * slope, a).astype(np.float32)
     if isinstance(layer, L.GlobalAvgPool):
-        # the float64 sum rounded to float32 is the correctly rounded sum; onnxruntime sums
-        # in float32 (its order), so the two can differ by float32 rounding only
-        total = a.astype(np.float64).sum(axis=(2, 3), keepdims=layer.keepdims)
-        n = np.float32(a.shape[2] * a.shape[3])
-        return (total.astype(np.float32) / n).astype(np.float32)
+        n, c = a.shape[2] * a.shape[3], a.shape[1]
+        rows = a.reshape(-1, n)
+        if layer.float_kernel == "ReduceMean":
+            total = _eigen_sum4(rows)
+        else:
+            total = _lanes_sum4(rows, np.zeros(len(rows), dtype=np.int64))
+        y = (total / np.float32(n)).astype(np.float32).reshape(-1, c)
+        return y[:, :, None, None] if layer.keepdims else y
     if isinstance(layer, L.FixedThreshold):
         return binarize(float_ops(a, layer.ops), layer.mode)
     raise EdgeError(f"layer '{layer.name}': the golden model cannot run {type(layer).__name__}")
@@ -278,3 +281,56 @@ def _run_fixed(layer: L.Layer, args: list[np.ndarray], ins, out) -> np.ndarray:
 
 def _frac(info) -> int:
     return info.frac if info.kind == "fixed" else 0
+
+
+def _tree4(acc: np.ndarray) -> np.ndarray:
+    """Horizontal sum of 4-lane float32 packets: (l0 + l2) + (l1 + l3)."""
+    half = (acc[:, :2] + acc[:, 2:]).astype(np.float32)
+    return (half[:, 0] + half[:, 1]).astype(np.float32)
+
+
+def _lanes_sum4(rows: np.ndarray, start: np.ndarray, two: bool = False) -> np.ndarray:
+    """Row sums in float32 as 4-lane SIMD code adds them: from `start` (per row), packets of
+    4 into one accumulator (`two`: two accumulators over pairs of packets, then one more
+    packet, as Eigen's unrolled reduction), a tree over the lanes, then the skipped head and
+    the tail one by one."""
+    out = np.empty(len(rows), dtype=np.float32)
+    n = rows.shape[1]
+    for st in np.unique(start):
+        sel = start == st
+        v = rows[sel].astype(np.float32)
+        st = int(min(st, n))
+        packets = (n - st) // 4
+        a1 = st + 4 * packets
+        if packets == 0:
+            s = v[:, 0]
+            for i in range(1, n):
+                s = (s + v[:, i]).astype(np.float32)
+            out[sel] = s
+            continue
+        p0 = v[:, st:st + 4]
+        if two and packets > 1:
+            a2 = st + 8 * (packets // 2)
+            p1 = v[:, st + 4:st + 8]
+            for i in range(st + 8, a2, 8):
+                p0 = (p0 + v[:, i:i + 4]).astype(np.float32)
+                p1 = (p1 + v[:, i + 4:i + 8]).astype(np.float32)
+            p0 = (p0 + p1).astype(np.float32)
+            if a1 > a2:
+                p0 = (p0 + v[:, a2:a2 + 4]).astype(np.float32)
+        else:
+            for i in range(st + 4, a1, 4):
+                p0 = (p0 + v[:, i:i + 4]).astype(np.float32)
+        s = _tree4(p0)
+        for i in (*range(st), *range(a1, n)):
+            s = (s + v[:, i]).astype(np.float32)
+        out[sel] = s
+    return out
+
+
+def _eigen_sum4(rows: np.ndarray) -> np.ndarray:
+    """onnxruntime's ReduceMean sum (Eigen, SSE packets): each row of the contiguous [N*C, n]
+    buffer starts its packets at the first 16-byte-aligned element."""
+    n = rows.shape[1]
+    start = (-(np.arange(len(rows), dtype=np.int64) * n)) % 4
+    return _lanes_sum4(rows, start, two=True)

@@ -222,7 +222,7 @@ def test_run_equals_onnxruntime_and_fixed_point_agrees(exported, name, dynamo):
     y = m.run(x)
     # dynamo=False keeps BatchNormalization as a node: the float32 path is bit-exact; dynamo
     # folds BN into the conv weights, which onnxruntime sums in float32 in its own order
-    assert_close_to_reference(y, ref, exact=not dynamo and name != "reactnet_real_head")
+    assert_close_to_reference(y, ref, exact=not dynamo)
     assert m.check(x, y).ok
     with torch.no_grad():
         assert_close_to_reference(y, model(torch.from_numpy(x)).numpy(), exact=False)
@@ -328,6 +328,40 @@ def test_unsupported_construct_is_refused_naming_the_node(tmp_path):
     path = tn.export(_TwoTensorMul(), torch.zeros((2, *SHAPE)), tmp_path / "m.onnx", False)
     with pytest.raises(edge_sdk.EdgeError, match=r"Mul.*two computed tensors"):
         edge_sdk.load(path)
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "ReduceMean"])
+def test_float_mean_mirrors_onnxruntime_bit_for_bit(op):
+    """The faithful mode's mean sums in onnxruntime's float32 order (SIMD lanes, row
+    alignment), so a sign right after an average flips exactly where onnxruntime's does."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(11)
+    for hw in ((1, 1), (2, 2), (3, 5), (5, 5), (6, 6), (7, 7), (1, 7), (14, 14)):
+        inits = []
+        if op == "ReduceMean":
+            inits = [helper.make_tensor("ax", TensorProto.INT64, [2], [2, 3])]
+            node = helper.make_node(op, ["x", "ax"], ["y"], keepdims=1)
+        else:
+            node = helper.make_node(op, ["x"], ["y"])
+        g = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [None, 6, *hw])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              inits)
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 8
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        layer = L.GlobalAvgPool("gap", ["x"], "y", keepdims=True, float_kernel=op)
+        for n in (1, 3, 40):
+            x = (rng.normal(size=(n, 6, *hw)) * 10).astype(np.float32)
+            want = sess.run(None, {"x": x})[0]
+            got = golden._run_float(layer, [x], [], None)
+            assert got.dtype == want.dtype and np.array_equal(got, want), (hw, n)
 
 
 # ---------------------------------------------------------------------------- rules, exactly

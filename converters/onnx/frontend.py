@@ -602,7 +602,8 @@ class Frontend:
             self.fail(f"ReduceMean is supported over H and W of CHW data (axes [2, 3]), got "
                       f"axes {axes} on {list(v.info.shape)}")
         self.vals[node.output[0]] = self.emit(L.GlobalAvgPool, [v.tensor],
-                                              keepdims=bool(a.get("keepdims", 1)))
+                                              keepdims=bool(a.get("keepdims", 1)),
+                                              float_kernel="ReduceMean")
 
     def op_Concat(self, node):
         vs = [self.val(name) for name in node.input]

@@ -276,9 +276,12 @@ class PRelu(Layer):
 
 @dataclass
 class GlobalAvgPool(Layer):
-    """Mean over H, W of CHW data: [C, 1, 1] (keepdims) or [C]."""
+    """Mean over H, W of CHW data: [C, 1, 1] (keepdims) or [C]. `float_kernel` names the
+    onnxruntime kernel whose float32 summation order the faithful mode mirrors
+    ("GlobalAveragePool" or "ReduceMean")."""
 
     keepdims: bool = True
+    float_kernel: str = "GlobalAveragePool"
     kind: ClassVar[str] = "gap"
 
 

@@ -114,7 +114,7 @@ class FixedPoint(Pass):
                 layer.frac = fx.frac_for(sum(real_bound(x) for x in ins))
             elif isinstance(layer, L.Concat):
                 if infos[layer.output].kind == "float":
-                    layer.frac = min(_frac_in(x) for x in ins)
+                    layer.frac = fx.frac_for(max(real_bound(x) for x in ins))
             elif isinstance(layer, L.PRelu):
                 layer.slope_q = fx.prelu_params(np.asarray(layer.slope, np.float64))
             elif isinstance(layer, L.FixedThreshold):
