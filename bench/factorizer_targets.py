@@ -287,7 +287,7 @@ def _k(v: float | None) -> str:
         return f"{v / 1e6:.2f} M"
     if v >= 1e4:
         return f"{v / 1e3:.0f} k"
-    return f"{v:.0f}"
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -379,7 +379,7 @@ def fpga_caption(pnr: bool, eng: dict, ref: dict | None, synthesised: bool) -> s
 
 def _us(cycles: float | None, rep: dict | None) -> str:
     f = rep.get("fmax_mhz") if rep else None
-    return f"{cycles / f:.3g}" if cycles and f else "-"
+    return _k(cycles / f) if cycles and f else "-"
 
 
 def fpga_table(rows: list[dict]) -> list[str]:
@@ -422,7 +422,15 @@ def main() -> None:
     ap.add_argument("--sim-queries", type=int, default=2, help="cocotb queries per noise kind")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS / "factorizer_targets.json"))
+    ap.add_argument("--render", action="store_true",
+                    help="measure nothing: rewrite the .md tables from the --out JSON")
     args = ap.parse_args()
+    if args.render:
+        path = Path(args.out)
+        md = markdown(json.loads(path.read_text()))
+        path.with_suffix(".md").write_text(md)
+        print(md)
+        return
     sizes = SIZES[:1] if args.quick else SIZES
     n = 4 if args.quick else args.queries
     pnr = not args.quick
@@ -492,11 +500,6 @@ def main() -> None:
               f"({rep['seconds']} s)", flush=True)
     pool.shutdown()
 
-    cm_lines, fpga_lines = cortex_m_table(rows), fpga_table(rows)
-    caption = fpga_caption(pnr, eng, ref_engine, fc_synth is not None)
-    md = "\n".join([cortex_m_caption(n), "", *cm_lines, "", caption, "", *fpga_lines, ""])
-    print()
-    print(md)
     out = {"board": BOARD, "B": B, "L": L_BLOCK, "D": D, "quick": args.quick,
            "queries_per_noise": n, "noises": list(NOISES), "fpga_lanes": LANES,
            "argmax_instr_per_row": ARGMAX_INSTR_PER_ROW, "toolchain": toolchain_versions(),
@@ -507,8 +510,20 @@ def main() -> None:
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")
+    md = markdown(out)
     path.with_suffix(".md").write_text(md)
+    print()
+    print(md)
     print(f"wrote {path} and {path.with_suffix('.md')} in {out['seconds']} s")
+
+
+def markdown(out: dict) -> str:
+    """Both tables with their captions, from the JSON record (so --render can redo them)."""
+    rows = out["rows"]
+    caption = fpga_caption(not out["quick"], out["fc_engine"],
+                           out["fc_streamed_engine_reference"], "synth" in rows[0]["fpga_fc"])
+    return "\n".join([cortex_m_caption(out["queries_per_noise"]), "", *cortex_m_table(rows), "",
+                      caption, "", *fpga_table(rows), ""])
 
 
 if __name__ == "__main__":
