@@ -7,6 +7,12 @@ the golden model and every backend run: `Threshold` (integer thresholds), `Score
 scores with their float post-ops), and `PackedWeights`. Tensors are named; a layer reads
 `inputs` and writes `output`, so graphs that are not chains fit later without a new format.
 
+Networks with real-valued tensors between binary layers (residual shortcuts, RPReLU, averages;
+`REAL_VALUED` below) keep them as layers that carry both the source's float parameters (the
+faithful golden mode) and, after `passes.fixed_point`, their fixed-point parameters (the
+`--fixed-point` mode and the targets; rules in sdk/fixedpoint.py). Grouped and depthwise
+binary convs are `GroupConv2d`.
+
 Layout: activations are NCHW (conv) or NC (dense), batch first; the batch is free.
 """
 
