@@ -25,11 +25,14 @@ FPGA (iCE40 UP5K, HX8K): each decoder block (hw/factorizer*.py) through yosys (L
 and, without --quick, nextpnr (Fmax, best of --seeds); cycles per query measured under cocotb
 + Icarus on a few queries per size (results checked against `fixed.decode`), the published
 decoder's only on queries of at most --max-sim-iters iterations, with a least-squares cycle
-model (cycles = a + b * iterations) giving the mean over the Cortex-M query set. The fully
-connected head: its M^F*D weight bits against the device's block RAM (the network engine
-keeps weights in EBR; the backend refuses a model whose weights exceed it), and the cycles an
-engine with the weights streamed from off-chip memory would take (bench/fpga.py's layer engine
-at PE 8 x SIMD 64: ceil(M^F*D / 512) cycles, its LUT4/Fmax from bench/results/fpga.json).
+model (cycles = a + b * iterations) giving the mean over the Cortex-M query set (the default
+decoder always takes one iteration: its cycles are M^F / lanes + the query intake). The fully
+connected head: the network backend's design of it (`generate`: default folding, weights in a
+block-RAM ROM, as board `sim` accepts whatever their size), synthesised by yosys at the
+smallest size (not with --quick), elsewhere its M^F*D weight bits against the device's block
+RAM; its cycles ceil(M^F*D / (PE*SIMD)) + the pipeline depth, both from the schedule at the
+smallest size; and, for scale, the cycles of the same engine fed from a QSPI flash at 4
+bits/cycle (bench/fpga.py's streamed-weight engine's LUT4/Fmax quoted from its results).
 
 Writes bench/results/factorizer_targets.json and .md (tables the README can include).
 """
