@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="also run onnxruntime (qonnx's executor for QONNX models) on the "
                          "original model and fail (exit 1) unless the outputs agree")
     sp.add_argument("--fixed-point", action="store_true",
-                    help="run what the targets compute: the factorizer head's integer decoder "
-                         "(binary networks are integer either way)")
+                    help="run what the targets compute: the fixed-point rules of real-valued "
+                         "layers (sdk/fixedpoint.py) and the factorizer head's integer block "
+                         "softmax and decoder (pure binary networks are integer either way)")
 
     sp = sub.add_parser("convert", help="convert a model for a target")
     model_arg(sp)

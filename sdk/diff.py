@@ -34,7 +34,9 @@ from .reports.diff import Comparison, Row, Site, compare_exact, compare_float, t
 TARGETS = ("golden", "cortex-m", "fpga")
 # source-form layer -> the lowered layer that computes the same tensor under the same name
 _SAME = {L.Conv2d: L.Conv2d, L.Dense: L.Dense, L.Binarize: L.Threshold, L.MaxPool: L.MaxPool,
-         L.Flatten: L.Flatten, L.Reshape: L.Reshape}
+         L.Flatten: L.Flatten, L.Reshape: L.Reshape, L.GroupConv2d: L.GroupConv2d,
+         L.AddTensors: L.AddTensors, L.PRelu: L.PRelu, L.GlobalAvgPool: L.GlobalAvgPool,
+         L.Concat: L.Concat}
 
 
 @dataclass(frozen=True)
@@ -148,14 +150,15 @@ def source_vs_golden(model: Model, x: np.ndarray, atol: float = 0.0,
             raise EdgeError(f"{model.path}: tensor '{r.onnx}' has {want.size} values, IR tensor "
                             f"'{r.tensor}' has {got.size}; the IR does not come from this model")
         want = want.reshape(got.shape)
-        if r.ops:
-            detail = f"+ float ops = '{r.onnx}'"
+        floaty = bool(r.ops) or np.issubdtype(got.dtype, np.floating)  # real-valued layers
+        if floaty:
+            detail = f"+ float ops = '{r.onnx}'" if r.ops else ""
             bad = compare_float(got, want, _terms(model.ir, r.tensor), atol)
         else:
             detail = ""
             bad = compare_exact(got, want)
         rows.append(Row(_site(model.ir, r.tensor, detail, len(r.ops)), tuple(got.shape[1:]),
-                        not r.ops, bad))
+                        not floaty, bad))
     rows.sort(key=lambda row: row.site.key)
     return Comparison("golden", label, n, rows)
 

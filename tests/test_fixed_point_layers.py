@@ -522,3 +522,16 @@ def test_deep_bireal_agreement(tmp_path, dynamo):
     yq = m.run(x, fixed_point=True)
     assert float(np.mean(yq.argmax(1) == ref.argmax(1))) >= 0.99
     assert float(np.abs(yq - ref).max()) <= 0.02 * float(np.abs(ref).max())
+
+
+@pytest.mark.parametrize("name", ["bireal", "reactnet_real_head", "depthwise_concat"])
+def test_diff_against_onnxruntime_finds_no_difference_in_real_valued_layers(exported, tmp_path,
+                                                                           name):
+    """`edge-sdk diff --target golden` compares real-valued tensors as floats, not exactly."""
+    _model, path = exported(name, False)
+    np.save(tmp_path / "x.npy", _inputs(8))
+    proc = run_cli("diff", path, "--input-range", "0,15", "--target", "golden", "--input",
+                   tmp_path / "x.npy")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kinds = {line.split()[1] for line in proc.stdout.splitlines()[3:] if len(line.split()) > 2}
+    assert kinds & {"add", "prelu", "gap", "concat"}, proc.stdout  # real-valued rows compared
