@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 TARGETS = ("ir", "cortex-m", "fpga")
 # Which keyword options each target takes; any other given option is refused, never ignored.
 TARGET_OPTIONS = {"ir": (), "cortex-m": ("board", "popcount", "library", "io"),
-                  "fpga": ("board", "pe", "simd")}
+                  "fpga": ("board", "pe", "simd", "factorizer_lanes")}
 Folding = int | list[int | None] | dict[str, int] | None
 
 
@@ -158,16 +158,19 @@ class ModelAPI:
     @overload
     def convert(self, target: Literal["cortex-m", "fpga"], out: str | os.PathLike, *,
                 board: str | None = None, popcount: str | None = None, library: bool = False,
-                pe: Folding = None, simd: Folding = None, io: str | None = None) -> Build: ...
+                pe: Folding = None, simd: Folding = None, io: str | None = None,
+                factorizer_lanes: dict | None = None) -> Build: ...
 
     @overload
     def convert(self, target: str, out: str | os.PathLike, *, board: str | None = None,
                 popcount: str | None = None, library: bool = False, pe: Folding = None,
-                simd: Folding = None, io: str | None = None) -> Build | Path: ...
+                simd: Folding = None, io: str | None = None,
+                factorizer_lanes: dict | None = None) -> Build | Path: ...
 
     def convert(self, target: str, out: str | os.PathLike, *, board: str | None = None,
                 popcount: str | None = None, library: bool = False, pe: Folding = None,
-                simd: Folding = None, io: str | None = None) -> Build | Path:
+                simd: Folding = None, io: str | None = None,
+                factorizer_lanes: dict | None = None) -> Build | Path:
         """Write `out` for `target` ("ir", "cortex-m", "fpga") and return what was written.
 
         "ir": the lowered IR folder (JSON + .npy), returned as its Path. "cortex-m" and "fpga":
@@ -177,13 +180,15 @@ class ModelAPI:
         "builtin"), library (cortex-m: an embeddable C
         library, no firmware), pe / simd (fpga folding: one int, a list per layer or a dict by
         layer name; default: chosen for the device), io (cortex-m: "uart" also builds
-        build/<board>/model-uart.elf, the firmware `edge-sdk infer` drives). The folder is
+        build/<board>/model-uart.elf, the firmware `edge-sdk infer` drives), factorizer_lanes
+        (fpga, a model ending in the factorizer node: {"lanes": k} for the default decoder,
+        {"lanes": k, "corr_lanes": k} for published; default: the smallest that fit). The folder is
         written atomically: on any error nothing is left at `out`.
         """
         from . import targets
 
         given = {"board": board, "popcount": popcount, "library": library or None,
-                 "pe": pe, "simd": simd, "io": io}
+                 "pe": pe, "simd": simd, "io": io, "factorizer_lanes": factorizer_lanes}
         options = {k: v for k, v in given.items() if v is not None}
         if target not in TARGET_OPTIONS:
             raise EdgeError(f"unknown target {target!r} (known: {', '.join(TARGETS)})")

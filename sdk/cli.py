@@ -33,6 +33,16 @@ def _range(text: str) -> tuple[int, int]:
     return lo, hi
 
 
+def _lanes(text: str) -> dict:
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected K or K,C (integers)") from None
+    if len(vals) not in (1, 2) or min(vals) < 1:
+        raise argparse.ArgumentTypeError("expected K or K,C (integers >= 1)")
+    return dict(zip(("lanes", "corr_lanes"), vals, strict=False))
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-sdk", description=__doc__.splitlines()[0])
     from . import __version__
@@ -81,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
                          "drives over the board's UART")
     sp.add_argument("--pe", type=int, help="fpga: output neurons computed in parallel")
     sp.add_argument("--simd", type=int, help="fpga: input bits consumed per cycle")
+    sp.add_argument("--factorizer-lanes", type=_lanes, metavar="K[,C]",
+                    help="fpga, factorizer head: decoder lanes K (and correlation lanes C for "
+                         "the published decoder); default: the smallest that fit the UP5K")
 
     sp = sub.add_parser("simulate", help="run a batch through a build on its simulator")
     sp.add_argument("folder", help="build folder written by `convert --target cortex-m|fpga`")
@@ -200,7 +213,8 @@ def cmd_convert(args) -> int:
         print(f"wrote IR folder {args.out}", file=sys.stderr)
         return 0
     m.convert(args.target, args.out, board=args.board, popcount=args.popcount,
-              library=args.library, pe=args.pe, simd=args.simd, io=args.io)
+              library=args.library, pe=args.pe, simd=args.simd, io=args.io,
+              factorizer_lanes=args.factorizer_lanes)
     print(f"wrote {args.target} build folder {args.out}", file=sys.stderr)
     return 0
 

@@ -88,6 +88,9 @@ def _convert_factorizer(model, target: str, out: str | Path, options: dict) -> P
 def convert(model: Model, target: str, out: str | Path, options: dict) -> Path:
     if hasattr(model, "deployed"):
         return _convert_factorizer(model, target, out, options)
+    if options.get("factorizer_lanes"):
+        raise EdgeError(f"{model.path}: factorizer_lanes applies to models that end in a "
+                        "BlockCodeFactorizer node; this one does not")
     if model.ir is None:
         model.save_ir(out)  # raises the model's own "not supported yet" error
     plus = [layer.name for layer in model.ir.layers if getattr(layer, "pad_value", 0)]
