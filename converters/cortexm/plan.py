@@ -19,7 +19,6 @@ import numpy as np
 from ...errors import EdgeError
 from ...ir import layers as L
 from ...ir.graph import Graph, TensorInfo
-from ...passes.fixed_point import refuse_on_target
 from . import arena, layout
 from .geometry import Window
 from .kernels_conv import binary_conv, int_conv
@@ -29,6 +28,7 @@ from .kernels_dense_t import binary_dense_t, transposed_weights
 from .kernels_pool import pool_bits, pool_int
 from .kernels_threshold import Epilogue, threshold_pack
 from .layout import Storage
+from .plan_fixed import FixedLayers
 from .tir_to_c import Kernel
 
 # Every integer tensor must satisfy |x| <= INT_LIMIT: the multi-bit kernels form 2 * (partial
@@ -130,8 +130,9 @@ def input_dtype(lo: int, hi: int) -> str:
                     "takes int8 or int16 inputs")
 
 
-class Planner:
-    """Builds a `Plan` for one graph; see `make_plan`."""
+class Planner(FixedLayers):
+    """Builds a `Plan` for one graph; see `make_plan`. The real-valued layers (issue #11)
+    are planned by the `FixedLayers` mixin (plan_fixed.py)."""
 
     def __init__(self, graph: Graph, fuse: bool = True):
         self.graph = graph
@@ -218,11 +219,10 @@ class Planner:
                             f"has {len(g.inputs)} and {len(g.outputs)}")
         if not g.lowered:
             raise EdgeError("the Cortex-M backend needs lowered IR (passes.pipeline.lower)")
-        refuse_on_target(g, "Cortex-M")
         handlers = {
             L.Input: self.on_input, L.Dense: self.on_dense, L.Conv2d: self.on_conv,
             L.Threshold: self.on_threshold, L.MaxPool: self.on_pool, L.Flatten: self.on_view,
-            L.Reshape: self.on_view, L.Scores: self.on_scores,
+            L.Reshape: self.on_view, L.Scores: self.on_scores, **self.fixed_handlers(),
         }
         for i, layer in enumerate(g.layers):
             handler = handlers.get(type(layer))
@@ -285,13 +285,17 @@ class Planner:
         if ep is None:
             self.env[layer.output] = dst
 
-    def on_conv(self, i: int, layer: L.Conv2d) -> None:
+    def on_conv(self, i: int, layer: L.Conv2d, values: np.ndarray | None = None,
+                macs: int | None = None) -> None:
+        """`values` (a grouped conv's block-diagonal weights) replace the layer's own, and
+        `macs` its MAC count."""
         src = self.env[layer.inputs[0]]
         info = self.infos[layer.inputs[0]]
         out = self.infos[layer.output]
         self.check_int(i, layer, out)
         g = self.window(info, out, layer.kernel, layer.strides, layer.pads, layer.dilations)
-        values = layout.weight_values(layer.weights)
+        if values is None:
+            values = layout.weight_values(layer.weights)
         ternary = bool((values == 0).any())
         shape = f"{g.c}x{g.h}x{g.w} -> {g.o}x{g.oh}x{g.ow}, kernel {g.kh}x{g.kw}"
         pad_one = bool(getattr(layer, "pad_value", 0)) and g.bounded
@@ -315,7 +319,9 @@ class Planner:
             self.emit(i, "conv_int" + ("_thr" if ep else ""), int_conv,
                       (g, src.dtype, ternary, ep), [self.arg(src), w, *t, self.arg(dst)],
                       f"layer {i}: conv {shape}, {src.dtype} input{note}")
-        self.costs.append(LayerCost(i, "conv2d", out.size * values.shape[1], src.is_bits))
+        if macs is None:
+            macs = out.size * values.shape[1]
+        self.costs.append(LayerCost(i, layer.kind, macs, src.is_bits))
         if ep is None:
             self.env[layer.output] = dst
 
