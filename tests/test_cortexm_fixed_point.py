@@ -19,7 +19,8 @@ import pytest
 import edge_sdk
 from edge_sdk import bitpack, golden, targets
 from edge_sdk import fixedpoint as fx
-from edge_sdk.converters.cortexm import backend, build
+from edge_sdk.converters.cortexm import backend, build, layout
+from edge_sdk.converters.cortexm.geometry import Window
 from edge_sdk.converters.cortexm.host import HostModel, compile_shared
 from edge_sdk.converters.cortexm.kernels_concat import bits_into
 from edge_sdk.converters.cortexm.kernels_fixed import (
@@ -29,8 +30,10 @@ from edge_sdk.converters.cortexm.kernels_fixed import (
     prelu,
     requant,
 )
-from edge_sdk.converters.cortexm.plan_fixed import split_int64
+from edge_sdk.converters.cortexm.kernels_group import group_conv
+from edge_sdk.converters.cortexm.plan_fixed import group_lane_weights, split_int64
 from edge_sdk.converters.cortexm.tir_to_c import to_c
+from edge_sdk.ir import layers as L
 
 torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
 
@@ -232,3 +235,38 @@ def test_bit_concat_packs_like_bitpack(tmp_path, c_a, a_mask, c_b, b_mask):
     lib.ca(_p(pa), _p(y))
     lib.cb(_p(pb), _p(y))
     np.testing.assert_array_equal(y, planes(np.concatenate([a, b], 1), mask))
+
+
+def _group_case(rng, groups, cin, rows, k, pads, strides, a_zero, w_zero):
+    c, o = groups * cin, groups * rows
+    h, w = 5, 6
+    oh = (h + pads[0] + pads[2] - k) // strides[0] + 1
+    ow = (w + pads[1] + pads[3] - k) // strides[1] + 1
+    g = Window(c, h, w, o, k, k, strides[0], strides[1], pads[0], pads[1], 1, 1, oh, ow)
+    x = rng.choice([-1, 0, 1] if a_zero else [-1, 1], size=(1, c, h, w)).astype(np.int8)
+    wv = rng.choice([-1, 0, 1] if w_zero else [-1, 1], size=(o, cin * k * k)).astype(np.int8)
+    layer = L.GroupConv2d("g", ["x"], "y", weights=L.IntWeights(wv), in_channels=c,
+                          kernel=(k, k), strides=strides, pads=pads, groups=groups)
+    want = golden.group_conv2d(x.astype(np.int64), layer, "ternary" if a_zero else "bipolar")
+    return g, x, layer, want
+
+
+@pytest.mark.parametrize("groups,cin,rows,k,pads,strides,a_zero,w_zero", [
+    (8, 1, 1, 3, (1, 1, 1, 1), (1, 1), False, False),  # depthwise
+    (40, 1, 2, 3, (1, 1, 1, 1), (1, 1), True, False),  # depthwise x2, 2 words, zeros
+    (4, 2, 4, 3, (1, 1, 1, 1), (1, 1), False, True),  # ternary weights
+    (3, 12, 2, 2, (0, 1, 1, 0), (2, 1), True, True),  # groups straddle words
+    (2, 20, 3, 3, (0, 0, 0, 0), (1, 2), False, False),  # no padding
+])
+def test_group_conv_lanes_equal_golden(tmp_path, groups, cin, rows, k, pads, strides, a_zero,
+                                       w_zero):
+    rng = np.random.default_rng(groups * 7 + cin)
+    g, x, layer, want = _group_case(rng, groups, cin, rows, k, pads, strides, a_zero, w_zero)
+    lib = _lib([group_conv("gc", g, groups, a_zero, w_zero)], tmp_path)
+    xa = np.concatenate([bitpack.pack_bits(x[0].transpose(1, 2, 0) > 0).ravel()]
+                        + ([bitpack.pack_bits(x[0].transpose(1, 2, 0) != 0).ravel()]
+                           if a_zero else []))
+    wt = group_lane_weights(layout.weight_values(layer.weights), groups, k * k, g.cw)
+    y = np.zeros(want.size, dtype=np.int32)
+    lib.gc(_p(xa), _p(wt), _p(y))
+    np.testing.assert_array_equal(y.reshape(want.shape[1:]), want[0])

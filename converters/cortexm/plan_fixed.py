@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import bitpack
 from ... import fixedpoint as fx
 from ...errors import EdgeError
 from ...ir import layers as L
@@ -27,6 +28,7 @@ from ...ir.graph import TensorInfo
 from . import layout
 from .kernels_concat import bits_into
 from .kernels_fixed import add_align, align_into, global_avg, prelu, requant
+from .kernels_group import group_conv, lanes_pay
 from .layout import Storage
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -67,6 +69,19 @@ def block_diagonal(layer: L.GroupConv2d) -> np.ndarray:
     return full.reshape(rows, -1)
 
 
+def group_lane_weights(values: np.ndarray, groups: int, taps: int, cw: int) -> np.ndarray:
+    """[O, cin*taps] (i, kh, kw order) -> kernels_group's table: sign plane
+    [rows][taps][cin][CW] words with bit gr*cin = weight of output gr*rows + r for input i,
+    then the lane plane (bit set on lanes whose weight is nonzero)."""
+    o = values.shape[0]
+    rows, cin = o // groups, values.shape[1] // taps
+    w = values.reshape(groups, rows, cin, taps).transpose(1, 3, 2, 0)  # [r][t][i][gr]
+    lanes = np.zeros((rows, taps, cin, cw * 32), dtype=np.int8)
+    lanes[..., np.arange(groups) * cin] = w
+    return np.concatenate([bitpack.pack_bits(lanes > 0).ravel(),
+                           bitpack.pack_bits(lanes != 0).ravel()])
+
+
 class FixedLayers:
     """The `on_*` handlers of the real-valued layers; mixed into plan.Planner."""
 
@@ -91,8 +106,34 @@ class FixedLayers:
         if g < 1 or layer.in_channels % g or layer.weights.rows % g:
             raise EdgeError(f"{_where(i, layer)}: {g} groups do not divide "
                             f"{layer.in_channels} input / {layer.weights.rows} output channels")
-        macs = self.infos[layer.output].size * layer.weights.k
-        self.on_conv(i, layer, block_diagonal(layer), macs)
+        out = self.infos[layer.output]
+        macs = out.size * layer.weights.k
+        src = self.env[layer.inputs[0]]
+        info = self.infos[layer.inputs[0]]
+        g_ = self.window(info, out, layer.kernel, layer.strides, layer.pads, layer.dilations)
+        pad_one = bool(layer.pad_value) and g_.bounded
+        cin, rows = layer.in_channels // g, layer.weights.rows // g
+        values = layout.weight_values(layer.weights)
+        w_zero = bool((values == 0).any())
+        taps = g_.kh * g_.kw
+        if not (src.is_bits and not pad_one
+                and lanes_pay(g, cin, rows, taps, g_.cw, src.mask or w_zero)):
+            self.on_conv(i, layer, block_diagonal(layer), macs)
+            return
+        self.check_int(i, layer, out)
+        self.bits_as_chw(i, layer, src, info.shape)
+        w = self.table("uint32_t", group_lane_weights(values, g, taps, g_.cw))
+        dst, ep, t, note = self.compute_output(layer, out, g_.o, g_.oh * g_.ow)
+        shape = (f"{g_.c}x{g_.h}x{g_.w} -> {g_.o}x{g_.oh}x{g_.ow}, kernel {g_.kh}x{g_.kw}, "
+                 f"{g} groups")
+        self.emit(i, "group_conv" + ("_thr" if ep else ""), group_conv,
+                  (g_, g, src.mask, w_zero, ep), [self.arg(src), w, *t, self.arg(dst)],
+                  f"layer {i}: grouped conv {shape}, packed input, lanes{note}")
+        from .plan import LayerCost  # plan.py imports this module
+
+        self.costs.append(LayerCost(i, layer.kind, macs, True))
+        if ep is None:
+            self.env[layer.output] = dst
 
     def on_requant(self, i: int, layer: L.Requant) -> None:
         src = self.int_source(i, layer, layer.inputs[0])
