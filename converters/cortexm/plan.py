@@ -169,10 +169,10 @@ class Planner(FixedLayers):
     def emit(self, i: int, kind: str, factory, args: tuple, call: list[Arg], comment: str):
         self.steps.append(Step(i, KernelSpec(kind, factory, args), call, comment))
 
-    def check_int(self, i: int, layer: L.Layer, info: TensorInfo) -> None:
-        if info.max_abs > INT_LIMIT:
+    def check_int(self, i: int, layer: L.Layer, info: TensorInfo, limit: int = INT_LIMIT) -> None:
+        if info.max_abs > limit:
             raise EdgeError(f"{_where(i, layer)}: values up to {info.max_abs} need more than "
-                            f"31 bits; the Cortex-M kernels compute in int32 (limit {INT_LIMIT})")
+                            f"31 bits; the Cortex-M kernels compute in int32 (limit {limit})")
 
     @staticmethod
     def window(src: TensorInfo, out: TensorInfo, kernel, strides, pads, dilations) -> Window:
@@ -325,7 +325,9 @@ class Planner(FixedLayers):
         if ep is None:
             self.env[layer.output] = dst
 
-    def on_threshold(self, i: int, layer: L.Threshold) -> None:
+    def on_threshold(self, i: int, layer: L.Threshold, limit: int = INT_LIMIT) -> None:
+        """`limit`: the largest |input| accepted (the kernel forms s * x and thr - 1 with
+        |thr| <= limit + 1, so anything up to 2**31 - 3 is exact)."""
         if layer.output in self.env:
             return  # fused into the Dense/Conv that produces its input
         src = self.env[layer.inputs[0]]
@@ -333,7 +335,7 @@ class Planner(FixedLayers):
         if src.is_bits:
             raise EdgeError(f"{_where(i, layer)}: thresholds ±1 data; the Cortex-M backend "
                             "thresholds integer accumulators only")
-        self.check_int(i, layer, info)
+        self.check_int(i, layer, info, limit)
         channels = info.shape[0]
         pixels = info.size // channels
         tab, flip, zero = layout.threshold_table(layer, info.lo, info.hi)

@@ -32,6 +32,9 @@ from .kernels_group import group_conv, lanes_pay
 from .layout import Storage
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# Fixed-point tensors may exceed 2**30 by the rounding slack of sdk/fixedpoint.py; the
+# threshold kernel is exact up to here (plan.Planner.on_threshold).
+FIXED_THRESHOLD_LIMIT = 2**31 - 3
 
 
 def _frac(info: TensorInfo) -> int:
@@ -243,4 +246,4 @@ class FixedLayers:
         if layer.tau is None:
             raise EdgeError(f"{_where(i, layer)}: not lowered to fixed point")
         self.int_source(i, layer, layer.inputs[0])
-        self.on_threshold(i, layer)
+        self.on_threshold(i, layer, FIXED_THRESHOLD_LIMIT)
