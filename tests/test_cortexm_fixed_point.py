@@ -131,6 +131,27 @@ def test_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
     y, _ = backend.simulate(folder, meta, ir, q, x, count=False)
     np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
     assert (folder / "report.json").is_file()
+    if name in ("bireal", "reactnet"):  # int64 products on the Cortex-M3 too
+        y3, _ = backend.simulate(folder, meta, ir, q, x, board="qemu-mps2-an385", count=False)
+        np.testing.assert_array_equal(np.asarray(y3).reshape(want.shape), want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("name", ["bireal", "reactnet", "depthwise_concat", "sign_concat"])
+def test_host_many_seeds_and_inputs(tmp_path, name, seed):
+    """Other random weights (seeds) of the examples at 40 channels, 2000 inputs each."""
+    make = {"bireal": fpl.BiReal, "reactnet": fpl.ReAct,
+            "depthwise_concat": fpl.DepthwiseConcat, "sign_concat": fpl.SignConcat}[name]
+    path = tn.export(make(c=40, seed=10 + seed), torch.zeros((2, *fpl.SHAPE)),
+                     tmp_path / "m.onnx", False)
+    m = _load(path)
+    cm = build(m.ir)
+    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
+                     cm.info.output_size)
+    x = fpl._inputs(2000, seed=seed)
+    want, _ = _want(m.ir, x)
+    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)), want)
 
 
 # ---------------------------------------------------------------------------- kernels alone
