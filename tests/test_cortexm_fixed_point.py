@@ -136,6 +136,23 @@ def test_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
         np.testing.assert_array_equal(np.asarray(y3).reshape(want.shape), want)
 
 
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("name", ["bireal", "depthwise_concat"])
+def test_every_tensor_on_the_device_equals_fixed_point_golden(onnx_paths, tmp_path, name):
+    """The debug firmware (every buffer kept, thresholds unfused) under unicorn: each layer's
+    output, the int32 fixed-point tensors included, equals golden.run_all(fixed_point=True)."""
+    from edge_sdk.converters.cortexm import debug_dumps
+
+    ir = _load(onnx_paths[name]).ir
+    x = fpl._inputs(8, seed=11)
+    env = golden.run_all(ir, x, fixed_point=True)
+    dumps = debug_dumps.dump(ir, x, tmp_path / "debug")
+    fixed = [t for t, info in ir.infos().items() if info.kind == "fixed"]
+    assert fixed and set(fixed) <= set(dumps)
+    for tensor, got in dumps.items():
+        np.testing.assert_array_equal(got, env[tensor], err_msg=tensor)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("name", ["bireal", "reactnet", "depthwise_concat", "sign_concat"])
