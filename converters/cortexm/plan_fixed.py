@@ -11,9 +11,10 @@ tables; the kernels (kernels_fixed.py, kernels_concat.py) reproduce `golden._run
 - FixedThreshold -> the Threshold kernel (`threshold_pack`): its tau/flip/zero are exact
   integer thresholds on the fixed-point integers, so the bits are packed per pixel in the
   layout every binary layer reads;
-- GroupConv2d -> the ordinary conv kernels with block-diagonal weights (0 outside the group,
-  so the masked XNOR-popcount skips them exactly): a packed pixel holds all channels in
-  ceil(C/32) words, so for C <= 32 a group costs the same words as the whole conv.
+- GroupConv2d on packed input -> the lane-parallel kernel (kernels_group.py: all groups at
+  once, bit-sliced counters) when its cost model says it is cheaper (depthwise, many small
+  groups); otherwise, and for multi-bit inputs, the ordinary conv kernels with block-diagonal
+  weights (0 outside the group, so the masked XNOR-popcount skips them exactly).
 """
 
 from __future__ import annotations
