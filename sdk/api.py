@@ -288,7 +288,10 @@ class Build:
 
         if self.is_factorizer:
             return next(iter(self.run_outputs(x).values()))
-        return golden.run(self.ir, x)
+        from .passes.fixed_point import has_real_valued
+
+        # targets compute real-valued layers with the fixed-point rules (run --fixed-point)
+        return golden.run(self.ir, x, fixed_point=has_real_valued(self.ir))
 
     def run_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every output by name of the golden model of this folder."""

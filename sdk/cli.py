@@ -249,7 +249,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_infer(args) -> int:
-    from . import golden, progress, targets
+    from . import progress, targets
     from .infer import infer
 
     if targets.open_build(args.folder)[0].get("kind") == targets.FACTORIZER:
@@ -263,7 +263,9 @@ def cmd_infer(args) -> int:
     for key, value in sorted(facts.items()):
         print(f"{key}: {value}")
     if args.check:
-        problem = targets.first_mismatch(y, golden.run(targets.open_build(args.folder)[1], x))
+        from . import open_build
+
+        problem = targets.first_mismatch(y, open_build(args.folder).run(x))
         if problem:
             print(f"edge-sdk: MISMATCH with the golden model: {problem}", file=sys.stderr)
             return 1

@@ -207,6 +207,11 @@ def diff(model: Model, target: str, x: np.ndarray, *, atol: float = 0.0, fuse: b
         if out[0].skipped:
             raise EdgeError(f"{model.path}: cannot diff against the source: {out[0].skipped}")
         return out
+    from .passes.fixed_point import has_real_valued
+
+    # targets compute real-valued layers with the fixed-point rules: compare with that mode
+    if has_real_valued(model.ir):
+        env = golden.run_all(model.ir, x, fixed_point=True)
     if work is not None:
         out.append(compare_dumps(target, model.ir, env,
                                  target_dumps(target, model.ir, x, Path(work), fuse)))

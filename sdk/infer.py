@@ -67,8 +67,5 @@ def infer(folder: str | Path, port: str, x: np.ndarray, *, baud: int = DEFAULT_B
             answers.append(frame.payload)
             if progress is not None:
                 progress(i + 1, n)
-    layer = targets.scores_layer(ir)
-    shape = ir.infos()[layer.inputs[0]].shape
-    scores = np.asarray(c.decode(answers)).reshape((n, *shape))
-    y = golden.float_ops(scores.astype(np.int64), layer.ops)
+    y = targets.output_of_scores(ir, c.decode(answers), n)
     return y, {"port": port, "baud": baud, "samples": n, "device": _describe(info)}

@@ -167,10 +167,19 @@ def simulate(folder: str | Path, x: np.ndarray, **opts) -> tuple[np.ndarray, dic
     meta, ir = open_build(folder)
     q = golden.quantise_input(ir.layers[0], x)
     scores, extra = backend(meta["target"]).simulate(Path(folder), meta, ir, q, x, **opts)
+    return output_of_scores(ir, scores, len(x)), extra
+
+
+def output_of_scores(ir: Graph, scores, n: int) -> np.ndarray:
+    """The model output from a target's integer scores: the Scores layer's float ops (after
+    q * 2^-frac for fixed-point scores, issue #11), exactly as the golden model applies them."""
     layer = scores_layer(ir)
-    shape = ir.infos()[layer.inputs[0]].shape
-    scores = np.asarray(scores).reshape((len(x),) + tuple(shape))
-    return golden.float_ops(scores.astype(np.int64), layer.ops), extra
+    info = ir.infos()[layer.inputs[0]]
+    scores = np.asarray(scores).reshape((n,) + tuple(info.shape))
+    if info.kind == "fixed":
+        real = (scores.astype(np.float64) * 2.0 ** -info.frac).astype(np.float32)
+        return golden.float_ops(real, layer.ops)
+    return golden.float_ops(scores.astype(np.int64), layer.ops)
 
 
 def first_mismatch(y: np.ndarray, ref: np.ndarray) -> str | None:

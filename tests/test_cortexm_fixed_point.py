@@ -308,3 +308,16 @@ def test_group_conv_lanes_equal_golden(tmp_path, groups, cin, rows, k, pads, str
     y = np.zeros(want.size, dtype=np.int32)
     lib.gc(_p(xa), _p(wt), _p(y))
     np.testing.assert_array_equal(y.reshape(want.shape[1:]), want[0])
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("name", ["reactnet_real_head", "bireal"])
+def test_build_simulate_check_uses_the_fixed_point_golden(onnx_paths, tmp_path, name):
+    """Build.simulate(check=True) (what `edge-sdk simulate --check` runs): the output goes
+    through the fixed-point scores' 2^-frac and the check compares with `run --fixed-point`."""
+    m = _load(onnx_paths[name])
+    b = m.convert("cortex-m", tmp_path / "out")
+    x = fpl._inputs(8, seed=9)
+    sim = b.simulate(x, check=True)
+    assert sim.ok, sim.mismatch
+    np.testing.assert_array_equal(sim.output, m.run(x, fixed_point=True))

@@ -43,6 +43,12 @@ gathered once per pixel; stride, dilation, pads whose taps contribute 0), multi-
 dense and conv (add/and selection from weight bits); each of these with int32 output or a
 fused threshold + pack; standalone threshold + pack, max-pool on bits (OR; OR/AND with mask
 planes) and on integers (per-channel min via a sign table), and the output copy / unpack.
+Real-valued layers between binary layers (issue #11; plan_fixed.py): fixed-point tensors are
+int32 [C][P] arena buffers like accumulators (a residual's two inputs are two live buffers);
+Requant, AddTensors, PRelu, GlobalAvgPool, Concat (kernels_fixed.py, kernels_concat.py) follow
+sdk/fixedpoint.py in int64 exactly (gcc's `>>` on negative values is arithmetic = floor, as
+NumPy's); FixedThreshold is the threshold + pack kernel; grouped / depthwise binary convs use a
+lane-parallel kernel (kernels_group.py) or the ordinary conv with block-diagonal weights.
 """
 
 __all__ = ["CModel", "ModelInfo", "build", "generate"]

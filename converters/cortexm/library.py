@@ -19,6 +19,8 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 from ...ir import layers as L
 from ...ir.graph import Graph
 from . import cmake, emit, float_output, toolchain
@@ -145,8 +147,12 @@ def header_defines(ir: Graph) -> str:
 
 def output_function(ir: Graph) -> float_output.FloatOutput:
     scores = ir.producer(ir.outputs[0])
-    shape = tuple(ir.infos()[scores.inputs[0]].shape)
-    return float_output.c_function(scores.ops, shape, OUTPUT_FN)
+    info = ir.infos()[scores.inputs[0]]
+    shape = tuple(info.shape)
+    ops = list(scores.ops)
+    if info.kind == "fixed":  # fixed-point scores (issue #11): real = q * 2**-frac, exact
+        ops.insert(0, L.Mul(np.full(shape[0], 2.0 ** -info.frac, dtype=np.float32)))
+    return float_output.c_function(ops, shape, OUTPUT_FN)
 
 
 def library_files(ir: Graph, cm: CModel, board: Board) -> dict[str, str]:
