@@ -35,3 +35,15 @@ for name in mlp cnn; do
 done
 echo "== FPGA resources and Fmax of the MLP (yosys synth_ice40 + nextpnr-ice40, about 1.5 min)"
 $sdk report out/mlp_fpga
+fz=examples/attributes/attributes_factorizer.onnx
+echo "== $fz: a binary CNN ending in a block-code factorizer head (512 classes = 8^3)"
+$sdk inspect "$fz"
+.venv/bin/python -c "import numpy as np; np.save('out/attr_x.npy', np.load('examples/attributes/test_x.npy')[:16])"
+$sdk run "$fz" --input out/attr_x.npy --output out/attr_fixed.npz --fixed-point
+echo "== $fz on Cortex-M (network + integer block softmax + decoder in one firmware)"
+$sdk convert "$fz" --target cortex-m -o out/attr_cortexm
+$sdk report out/attr_cortexm
+$sdk simulate out/attr_cortexm --input out/attr_x.npy --output out/attr_cortexm.npz --check
+echo "== $fz on FPGA (--board sim: its 0.3 Mbit of weights exceed the UP5K's block RAM)"
+$sdk convert "$fz" --target fpga --board sim -o out/attr_fpga
+$sdk simulate out/attr_fpga --input out/attr_x.npy --output out/attr_fpga.npz --check
