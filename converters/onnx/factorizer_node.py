@@ -155,11 +155,13 @@ def _head(model: onnx.ModelProto, node: onnx.NodeProto, at: str) -> FactorizerHe
     return FactorizerHead(node.name, node.input[0], [], b, length, decoder, options, codebooks)
 
 
-def _prefix(model: onnx.ModelProto, node: onnx.NodeProto) -> onnx.ModelProto:
-    """The model without the node, its query as the only output."""
+def cut(model: onnx.ModelProto, drop: list[int], output: str) -> onnx.ModelProto:
+    """A copy without the nodes at indices `drop` (and the initializers only they read), with
+    `output` (float) as its only output."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    keep = [n for n in m.graph.node if n.domain != DOMAIN]
+    skip = set(drop)
+    keep = [n for i, n in enumerate(m.graph.node) if i not in skip]
     del m.graph.node[:]
     m.graph.node.extend(keep)
     used = {i for n in keep for i in n.input}
@@ -167,8 +169,14 @@ def _prefix(model: onnx.ModelProto, node: onnx.NodeProto) -> onnx.ModelProto:
     del m.graph.initializer[:]
     m.graph.initializer.extend(inits)
     del m.graph.output[:]
-    m.graph.output.extend([helper.make_tensor_value_info(node.input[0],
-                                                         onnx.TensorProto.FLOAT, None)])
+    m.graph.output.extend([helper.make_tensor_value_info(output, onnx.TensorProto.FLOAT, None)])
+    return m
+
+
+def _prefix(model: onnx.ModelProto, node: onnx.NodeProto) -> onnx.ModelProto:
+    """The model without the node, its query as the only output."""
+    m = cut(model, [i for i, n in enumerate(model.graph.node) if n.domain == DOMAIN],
+            node.input[0])
     imports = [o for o in m.opset_import if o.domain != DOMAIN]
     del m.opset_import[:]
     m.opset_import.extend(imports)

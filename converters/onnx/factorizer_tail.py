@@ -14,6 +14,8 @@ from onnx import helper, numpy_helper
 
 from edge_sdk.errors import EdgeError, where
 
+from .factorizer_node import cut
+
 
 def _producer(model: onnx.ModelProto, tensor: str) -> onnx.NodeProto | None:
     return next((n for n in model.graph.node if tensor in n.output), None)
@@ -73,16 +75,5 @@ def split(network: onnx.ModelProto, query: str, B: int, L: int, file: str,
         if others:
             raise EdgeError(f"{where(file, n.name, n.op_type)}its output is also used by "
                             f"'{others[0]}'; the block softmax must feed only the factorizer")
-    m = onnx.ModelProto()
-    m.CopyFrom(network)
-    drop = {i for i, n in enumerate(network.graph.node) if any(n is x for x in tail)}
-    keep = [n for i, n in enumerate(m.graph.node) if i not in drop]
-    del m.graph.node[:]
-    m.graph.node.extend(keep)
-    used = {i for n in keep for i in n.input}
-    inits = [x for x in m.graph.initializer if x.name in used]
-    del m.graph.initializer[:]
-    m.graph.initializer.extend(inits)
-    del m.graph.output[:]
-    m.graph.output.extend([helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)])
-    return m, [n.name for n in reversed(tail)]
+    drop = [i for i, n in enumerate(network.graph.node) if any(n is x for x in tail)]
+    return cut(network, drop, t), [n.name for n in reversed(tail)]
