@@ -8,13 +8,10 @@ types to `edge-sdk run --fixed-point` of the same model, and the build folder to
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from conftest import run_cli
-from onnx import TensorProto as T
-from onnx import helper as h
-from onnx import numpy_helper as nh
 from test_factorizer_deploy import _relu_tail_model
+from zoo.factorizer import factorizer_only
 
 import edge_sdk.factorizer as fz
 
@@ -22,19 +19,8 @@ ATTRIBUTES = "examples/attributes/attributes_factorizer.onnx"
 
 
 def decoder_only(path, F=2, M=6, B=2, L=8, **attrs) -> tuple[str, object]:
-    """A model that is only the node: its query is the model input."""
     cb = fz.random_sbc(F, M, B, L, seed=5)
-    node = h.make_node("BlockCodeFactorizer", ["q", "cb"], ["idx", "it"], domain="edge_sdk",
-                       name="head", blocks=B, block_len=L, **attrs)
-    g = h.make_graph([node], "fz", [h.make_tensor_value_info("q", T.FLOAT, ["N", B * L])],
-                     [h.make_tensor_value_info("idx", T.INT64, ["N", F]),
-                      h.make_tensor_value_info("it", T.INT64, ["N"])],
-                     [nh.from_array(cb.as_dense().reshape(F, M, B * L).astype(np.float32),
-                                    "cb")])
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("edge_sdk", 1)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    return str(path), cb
+    return factorizer_only(path, cb, **attrs), cb
 
 
 def _queries(cb, n: int, seed: int) -> np.ndarray:

@@ -13,13 +13,10 @@ import dataclasses
 import json
 
 import numpy as np
-import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto as T
-from onnx import helper as h
-from onnx import numpy_helper as nh
+from zoo.factorizer import factorizer_only
 
 import edge_sdk
 import edge_sdk.factorizer as fz
@@ -144,25 +141,10 @@ def test_attributes_network_before_the_published_decoder(tmp_path):
 F, M, B, L = 3, 8, 4, 16
 
 
-def decoder_only(path, cb, **attrs) -> str:
-    """A model whose query is its input: the factorizer node alone."""
-    node = h.make_node("BlockCodeFactorizer", ["x", "cb"], ["idx", "it"], domain="edge_sdk",
-                       name="head", blocks=B, block_len=L, **attrs)
-    g = h.make_graph([node], "fac", [h.make_tensor_value_info("x", T.FLOAT, ["N", B * L])],
-                     [h.make_tensor_value_info("idx", T.INT64, ["N", F]),
-                      h.make_tensor_value_info("it", T.INT64, ["N"])],
-                     [nh.from_array(cb.as_dense().reshape(F, M, B * L).astype(np.float32),
-                                    "cb")])
-    m = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("edge_sdk", 1)])
-    m.ir_version = 8
-    onnx.save(m, path)
-    return str(path)
-
-
 @pytest.mark.parametrize("decoder", ["published", "default"])
 def test_decoder_only_model_equals_the_fixed_point_run(tmp_path, decoder):
     cb = fz.random_sbc(F, M, B, L, seed=5)
-    model = edge_sdk.load(decoder_only(tmp_path / "m.onnx", cb, decoder=decoder))
+    model = edge_sdk.load(factorizer_only(tmp_path / "m.onnx", cb, decoder=decoder))
     ir, head = model.deployed()
     assert ir is None and head.method == decoder
     out = tmp_path / "build"
@@ -189,7 +171,7 @@ def test_two_converts_of_the_network_give_identical_verilog():
 
 def test_lane_counts_come_from_the_options_and_unknown_ones_are_refused(tmp_path):
     cb = fz.random_sbc(F, M, B, L, seed=5)
-    _ir, head = edge_sdk.load(decoder_only(tmp_path / "m.onnx", cb, decoder="published")
+    _ir, head = edge_sdk.load(factorizer_only(tmp_path / "m.onnx", cb, decoder="published")
                               ).deployed()
     assert (fd.spec_of(head).lanes, fd.spec_of(head).corr_lanes) == (1, 1)
     spec = fd.spec_of(head, {"factorizer_lanes": {"lanes": 2, "corr_lanes": 4}})
