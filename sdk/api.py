@@ -175,7 +175,8 @@ class ModelAPI:
 
         "ir": the lowered IR folder (JSON + .npy), returned as its Path. "cortex-m" and "fpga":
         a build folder, returned as a `Build`. Options, each refused on the other target:
-        board (cortex-m: qemu-mps2-an386 (default), qemu-mps2-an385, nucleo-f446re; fpga:
+        board (cortex-m: qemu-mps2-an386 (default), qemu-mps2-an385, qemu-mps2-an500 (M7),
+        nucleo-f446re, nucleo-f746zg; fpga:
         icebreaker (default), sim: simulation only, no device limit), popcount ("swar" default,
         "builtin"), library (cortex-m: an embeddable C
         library, no firmware), pe / simd (fpga folding: one int, a list per layer or a dict by

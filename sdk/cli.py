@@ -79,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", required=True, choices=TARGETS)
     sp.add_argument("-o", "--out", required=True, help="output folder")
     sp.add_argument("--board", help="board (cortex-m: qemu-mps2-an386 (default), "
-                    "qemu-mps2-an385, nucleo-f446re; fpga: icebreaker (default), sim (simulation "
-                    "only: no device limit, no bitstream))")
+                    "qemu-mps2-an385, qemu-mps2-an500, nucleo-f446re, nucleo-f746zg; fpga: "
+                    "icebreaker (default), sim (simulation only: no device limit, no bitstream))")
     sp.add_argument("--popcount", choices=("swar", "builtin"),
                     help="cortex-m: popcount lowering (default: swar, portable C)")
     sp.add_argument("--library", action="store_true",

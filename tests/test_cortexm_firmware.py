@@ -29,6 +29,7 @@ pytestmark = pytest.mark.skipif(
     "libnewlib-arm-none-eabi qemu-system-arm)",
 )
 
+QEMU_BOARDS = ("qemu-mps2-an386", "qemu-mps2-an385", "qemu-mps2-an500")
 IN_SIZE = 24  # not a multiple of 4: tails in every loop
 OUT_SIZE = 5
 BIAS = [3, -1, 4, 1, -5]
@@ -123,16 +124,16 @@ def sample_inputs(dtype: type, n: int = 12, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def elves(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, type], Path]:
-    """ELFs for both QEMU boards and both input types, built once for the module."""
+    """ELFs for the QEMU boards and both input types, built once for the module."""
     out: dict[tuple[str, type], Path] = {}
     for dtype in (np.int8, np.int16):
         src = write_model(tmp_path_factory.mktemp(f"model_{np.dtype(dtype).name}"), dtype)
-        for board in ("qemu-mps2-an386", "qemu-mps2-an385"):
+        for board in QEMU_BOARDS:
             out[board, dtype] = toolchain.build(src, board, src / f"{board}.elf")
     return out
 
 
-@pytest.mark.parametrize("board", ["qemu-mps2-an386", "qemu-mps2-an385"])
+@pytest.mark.parametrize("board", QEMU_BOARDS)
 @pytest.mark.parametrize("dtype", [np.int8, np.int16])
 def test_qemu_matches_numpy_and_unicorn(elves, board: str, dtype: type) -> None:
     x = sample_inputs(dtype)
@@ -190,16 +191,21 @@ def test_build_is_deterministic_and_makefile_matches(tmp_path: Path) -> None:
     np.testing.assert_array_equal(outputs, reference(x))
 
 
-def test_nucleo_firmware_links(tmp_path: Path) -> None:
+@pytest.mark.parametrize("board_name", ["nucleo-f446re", "nucleo-f746zg"])
+def test_nucleo_firmware_links(tmp_path: Path, board_name: str) -> None:
     src = write_model(tmp_path / "model", np.int16)
-    # Compiled-in samples replace the weak defaults of firmware/nucleo-f446re/inputs_default.c.
+    # Compiled-in samples replace the weak defaults of firmware/common/inputs_default.c.
     (src / "edge_inputs.c").write_text(
         '#include "model.h"\n'
         "const EDGE_IN_T edge_test_inputs[2 * EDGE_IN_SIZE] = {1, 2, 3};\n"
         "const uint32_t edge_test_samples = 2u;\n"
     )
-    board = get_board("nucleo-f446re")
+    board = get_board(board_name)
     elf = toolchain.build(src, board, tmp_path / "nucleo.elf")
+    fpu = {"cortex-m4": "VFPv4-D16", "cortex-m7": "FPv5/FP-D16"}[board.cpu]
+    attributes = subprocess.run(["arm-none-eabi-readelf", "-A", str(elf)], capture_output=True,
+                                text=True, check=True).stdout
+    assert f"Tag_FP_arch: {fpu}" in attributes  # the board's own CPU flags were used
     image = toolchain.read_elf(elf)
     assert board.flash_origin <= image.entry < board.flash_origin + board.flash_bytes
     assert image.symbols["_estack"] == board.ram_origin + board.ram_bytes
@@ -211,9 +217,9 @@ def test_nucleo_firmware_links(tmp_path: Path) -> None:
     with pytest.raises(EdgeError, match="cannot run under QEMU"):
         qemu.run(elf, board, x, OUT_SIZE)
 
-    # An arena larger than the board's 128 KiB of RAM fails at link time, saying so.
+    # An arena larger than the board's RAM fails at link time, saying so.
     model_c = (src / "model.c").read_text()
-    big = "static int32_t arena[EDGE_OUT_SIZE + 50000];"
+    big = f"static int32_t arena[EDGE_OUT_SIZE + {board.ram_bytes // 4}];"
     (src / "model.c").write_text(model_c.replace("static int32_t arena[EDGE_OUT_SIZE];", big))
     with pytest.raises(EdgeError) as exc:
         toolchain.build(src, board, tmp_path / "too_big.elf")

@@ -130,12 +130,14 @@ def test_firmware_answers_each_error_and_keeps_serving(mlp_build):
                           golden.run(ir, x))
 
 
-def test_make_builds_the_same_uart_firmware_and_the_nucleo_links(tmp_path):
-    out = convert(EXAMPLES / "mlp_digits.onnx", tmp_path / "nucleo", board="nucleo-f446re")
-    ours = uart_io.elf_path(out, "nucleo-f446re")
+@pytest.mark.parametrize("board", ["nucleo-f446re", "nucleo-f746zg"])
+def test_make_builds_the_same_uart_firmware_and_the_nucleo_links(tmp_path, board):
+    out = convert(EXAMPLES / "mlp_digits.onnx", tmp_path / "nucleo", board=board)
+    ours = uart_io.elf_path(out, board)
     image = toolchain.read_elf(ours)
     assert "link_serve" in image.symbols and "edge_model_run" in image.symbols
     assert "sh_exit" not in image.symbols  # no semihosting on a stand-alone board
+    assert "main" in image.symbols and "edge_test_inputs" not in image.symbols  # driver replaced
     assert image.firmware_io() == toolchain.FirmwareIO(2, True, 64, 10)
     proc = subprocess.run(["make", "-s", "uart"], cwd=out, capture_output=True, text=True,
                           check=False)

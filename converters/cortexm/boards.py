@@ -18,6 +18,8 @@ __all__ = ["BOARDS", "DEFAULT_BOARD", "Board", "get_board"]
 
 _M4F_FLAGS = ("-mthumb", "-mcpu=cortex-m4", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
 _M3_FLAGS = ("-mthumb", "-mcpu=cortex-m3")
+# Cortex-M7 with the single-precision FPv5 unit (STM32F746); QEMU's mps2-an500 models an M7 too.
+_M7F_FLAGS = ("-mthumb", "-mcpu=cortex-m7", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16")
 
 # The QEMU test driver: semihosting file I/O in, file out, exit status to the host.
 _MPS2_SOURCES = (
@@ -86,6 +88,7 @@ BOARDS: dict[str, Board] = {
     for board in (
         _mps2("qemu-mps2-an386", "cortex-m4", _M4F_FLAGS, "mps2-an386", fpu=True),
         _mps2("qemu-mps2-an385", "cortex-m3", _M3_FLAGS, "mps2-an385", fpu=False),
+        _mps2("qemu-mps2-an500", "cortex-m7", _M7F_FLAGS, "mps2-an500", fpu=True),
         Board(
             name="nucleo-f446re",
             cpu="cortex-m4",
@@ -94,8 +97,8 @@ BOARDS: dict[str, Board] = {
             firmware_sources=(
                 "common/startup.c",
                 "nucleo-f446re/board.c",
-                "nucleo-f446re/main.c",
-                "nucleo-f446re/inputs_default.c",
+                "common/uart_main.c",
+                "common/inputs_default.c",
             ),
             include_dirs=("common", "nucleo-f446re"),
             support_files=("common/board.h", "common/common.ld", "nucleo-f446re/uart.h"),
@@ -110,6 +113,32 @@ BOARDS: dict[str, Board] = {
             pyocd_target="stm32f446retx",
             clock_hz=180_000_000,
             description="ST NUCLEO-F446RE (STM32F446RE, 180 MHz from HSI), results on USART2",
+        ),
+        Board(
+            name="nucleo-f746zg",
+            cpu="cortex-m7",
+            gcc_flags=_M7F_FLAGS,
+            linker_script="nucleo-f746zg/stm32f746zg.ld",
+            firmware_sources=(
+                "common/startup.c",
+                "nucleo-f746zg/board.c",
+                "common/uart_main.c",
+                "common/inputs_default.c",
+            ),
+            include_dirs=("common", "nucleo-f746zg"),
+            support_files=("common/board.h", "common/common.ld", "nucleo-f746zg/uart.h"),
+            # STM32F746ZG: 1 MiB flash at 0x08000000 (AXIM), 320 KiB RAM (DTCM + SRAM1 + SRAM2).
+            flash_origin=0x0800_0000,
+            flash_bytes=1024 << 10,
+            ram_origin=0x2000_0000,
+            ram_bytes=320 << 10,
+            has_fpu=True,
+            qemu_machine=None,
+            # Needs the CMSIS pack once: `pyocd pack install stm32f746zgtx`.
+            pyocd_target="stm32f746zgtx",
+            clock_hz=216_000_000,
+            description="ST NUCLEO-F746ZG (STM32F746ZG, 216 MHz from HSI, caches on), results on "
+                        "USART3",
         ),
     )
 }

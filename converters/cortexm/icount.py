@@ -165,6 +165,7 @@ class Emulator:
         cpu_models = {
             "cortex-m3": unicorn.arm_const.UC_CPU_ARM_CORTEX_M3,
             "cortex-m4": unicorn.arm_const.UC_CPU_ARM_CORTEX_M4,
+            "cortex-m7": unicorn.arm_const.UC_CPU_ARM_CORTEX_M7,
         }
         if self.board.cpu not in cpu_models:
             raise EdgeError(f"board {self.board.name!r}: CPU {self.board.cpu} has no unicorn model")

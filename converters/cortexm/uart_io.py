@@ -32,7 +32,8 @@ __all__ = ["ELF", "Codec", "codec", "elf_path", "firmware", "write"]
 ELF = "model-uart.elf"
 _LINK_SOURCES = ("common/link.c", "common/link_main.c")
 _LINK_HEADERS = ("common/link.h", "common/ms_timer.h")
-_DRIVERS = ("main.c", "inputs_default.c")  # the test drivers the UART driver replaces
+# the test drivers the UART driver replaces (QEMU: main.c; Nucleo boards: uart_main.c)
+_DRIVERS = ("main.c", "uart_main.c", "inputs_default.c")
 
 _RULES = """
 # Host-protocol firmware (convert --io uart): `make uart` builds {elf}, which `edge-sdk infer`

@@ -18,4 +18,6 @@ uint32_t board_cycles(void);
 /* Core clock set by board_init(), for converting cycles to time. */
 #define BOARD_HCLK_HZ 180000000u
 
+#define BOARD_NAME "nucleo-f446re"
+
 #endif /* EDGE_UART_H */

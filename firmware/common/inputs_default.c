@@ -1,5 +1,5 @@
 /*
- * Default compiled-in test data for the NUCLEO-F446RE driver (main.c): one all-zero sample.
+ * Default compiled-in test data for the Nucleo driver (uart_main.c): one all-zero sample.
  * Weak, so a non-weak definition in a file next to model.c replaces both symbols.
  */
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /*
- * Stand-alone driver for the NUCLEO-F446RE: no debugger, so no semihosting files. Samples are
- * compiled in (edge_test_inputs / edge_test_samples); results go to USART2 as text, one line per
- * sample:
+ * Stand-alone driver for the Nucleo boards: no debugger, so no semihosting files. Samples are
+ * compiled in (edge_test_inputs / edge_test_samples); results go to the board's console UART
+ * (its uart.h: BOARD_NAME, uart_* functions, board_cycles) as text, one line per sample:
  *
  *     sample <i> cycles <c>: <out0> <out1> ...
  *
@@ -36,7 +36,7 @@ static int32_t out_buf[EDGE_OUT_SIZE] __attribute__((aligned(8)));
 
 int main(void)
 {
-    uart_puts("edge-sdk nucleo-f446re: ");
+    uart_puts("edge-sdk " BOARD_NAME ": ");
     uart_put_u32(edge_test_samples);
     uart_puts(" samples\n");
     for (uint32_t i = 0; i < edge_test_samples; i++) {
