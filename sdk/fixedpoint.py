@@ -37,6 +37,18 @@ a_c = round(slope_c * 2**15) (int32; the product in int64). ReLU is PReLU with s
 Global average over n = H*W positions (same frac): y = (sum * R + 2**(S-1)) >> S with
 R = round(2**S / n), S = GAP_SHIFT = 24; sum and product in int64.
 
+Quantize (the input of an 8-bit layer, issue #11): a fixed tensor x (frac f) onto the integer
+grid of a quantiser with real scale s, zero point z and codes [lo, hi]:
+
+    q = clip(((x * M + 2**(S-1)) >> S) + z, lo, hi) - z        M = round(2**(S - f) / s)
+
+M is the exact rational 2**(S-f)/s rounded half to even, S in [1, QUANT_SHIFT_MAX] the largest
+that keeps M < 2**30; the product in int64 (|x| < 2**31). Rounding is half up (the shift
+rule above), so a value exactly halfway between two codes may round differently from the
+source's half-to-even (QONNX Quant); M's own rounding moves x * 2**-f / s by at most
+|x| / 2**(S+1). The clip saturates: values beyond the code range take lo or hi, as the source
+does. The result is q - z, integers the 8-bit layer multiplies exactly.
+
 Sign (or a comparison) of a fixed tensor, after optional per-channel float ops (ReActNet's
 RSign x - t): an exact integer threshold on q, solved with thresholds.solve_threshold on the
 exact real value q * 2**-frac, so Sign(0) = 0 ties are reproduced as the Threshold layer does.
@@ -136,6 +148,38 @@ def gap(x: np.ndarray) -> np.ndarray:
 
 def gap_bound(m_in: int, n: int) -> int:
     return int(round_shift(n * m_in * gap_multiplier(n), GAP_SHIFT))
+
+
+QUANT_SHIFT_MAX = 62
+QUANT_MULT_LIMIT = 1 << 30
+
+
+def quantize_params(scale: float, frac_in: int) -> tuple[int, int]:
+    """(M, S) of the Quantize rule for a quantiser of real scale `scale` reading data at
+    binary point `frac_in`; ValueError when even S = 1 needs M >= 2**31."""
+    from fractions import Fraction
+
+    real = Fraction(2) ** -frac_in / Fraction(float(scale))
+    best = None
+    for s in range(1, QUANT_SHIFT_MAX + 1):
+        m = round(real * 2**s)  # Fraction rounds half to even
+        if m >= QUANT_MULT_LIMIT:
+            break
+        best = (int(m), s)
+    if best is None:
+        m = round(real * 2)
+        if m > INT32_MAX:
+            raise ValueError(f"quantiser scale {scale:g} is too small for data at frac "
+                             f"{frac_in}: the multiplier does not fit int32")
+        best = (int(m), 1)
+    return best
+
+
+def quantize(x: np.ndarray, mult: int, shift: int, zero_point: int, lo: int,
+             hi: int) -> np.ndarray:
+    """q - z with q = clip(((x * M + 2**(S-1)) >> S) + z, lo, hi), int64 arithmetic."""
+    q = round_shift(np.asarray(x).astype(np.int64) * np.int64(mult), shift) + zero_point
+    return np.clip(q, lo, hi) - zero_point
 
 
 def check_int32(q: np.ndarray, where: str) -> np.ndarray:

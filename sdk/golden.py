@@ -45,20 +45,52 @@ def run_all(graph: Graph, x: np.ndarray, fixed_point: bool = False) -> dict[str,
     env: dict[str, np.ndarray] = {}
     for layer in graph.layers:
         args = [env[name] for name in layer.inputs]
-        if isinstance(layer, L.REAL_VALUED) or (
+        if isinstance(layer, L.Quantize):
+            env[layer.output] = run_quantize(layer, args[0], infos[layer.inputs[0]],
+                                             fixed_point)
+        elif isinstance(layer, L.REAL_VALUED) or (
                 isinstance(layer, L.Scores) and infos[layer.inputs[0]].kind == "fixed"):
             ins = [infos[name] for name in layer.inputs]
             run_real = _run_fixed if fixed_point else _run_float
             env[layer.output] = run_real(layer, args, ins, infos[layer.output])
         else:
-            env[layer.output] = _run_layer(layer, args, x, infos)
+            env[layer.output] = _run_layer(layer, args, x, infos, fixed_point)
     return env
 
 
-def _run_layer(layer: L.Layer, args: list[np.ndarray], x: np.ndarray, infos) -> np.ndarray:
+def run_quantize(layer: L.Quantize, a: np.ndarray, info, fixed_point: bool) -> np.ndarray:
+    """Quantize (see layers.Quantize): q - zero_point as int64, or (faithful mode, inserted by
+    calibration) the float input unchanged."""
+    zp, lo, hi = int(layer.zero_point), int(layer.lo), int(layer.hi)
+    if fixed_point:
+        if layer.mult is None:
+            raise EdgeError(f"layer '{layer.name}': Quantize not lowered to fixed point "
+                            "(passes.fixed_point)")
+        return fx.quantize(a, layer.mult, layer.shift, zp, lo, hi)
+    if not layer.in_source:
+        return np.asarray(a).astype(np.float32) if np.issubdtype(
+            np.asarray(a).dtype, np.floating) else a
+    return quantize_float(np.asarray(a).astype(np.float32), layer.scale, zp, lo, hi)
+
+
+def quantize_float(x: np.ndarray, scale: float, zp: int, lo: int, hi: int) -> np.ndarray:
+    """QONNX Quant's integer step, in float32 as its executor computes it: x / s + z, clamped
+    to [lo, hi], rounded half to even; returns q - z as int64."""
+    q = (x / np.float32(scale)).astype(np.float32)
+    q = (q + np.float32(zp)).astype(np.float32)
+    q = np.where(q > hi, np.float32(hi), q)
+    q = np.where(q < lo, np.float32(lo), q)
+    return np.round(q).astype(np.int64) - zp
+
+
+def _run_layer(layer: L.Layer, args: list[np.ndarray], x: np.ndarray, infos,
+               fixed_point: bool = False) -> np.ndarray:
     if isinstance(layer, L.Input):
         return quantise_input(layer, x)
     (a,) = args
+    if (not fixed_point and isinstance(layer, (L.Dense, L.Conv2d))
+            and getattr(layer.weights, "float_values", None) is not None):
+        return float_linear(layer, a)
     if isinstance(layer, L.GroupConv2d):
         return group_conv2d(a, layer, infos[layer.inputs[0]].kind)
     if isinstance(layer, L.Dense):
@@ -66,6 +98,11 @@ def _run_layer(layer: L.Layer, args: list[np.ndarray], x: np.ndarray, infos) -> 
     if isinstance(layer, L.Conv2d):
         return conv2d(a, layer, infos[layer.inputs[0]].kind)
     if isinstance(layer, L.Threshold):
+        if np.issubdtype(a.dtype, np.floating):  # a calibrated float layer, faithful mode
+            if not layer.mode:
+                raise EdgeError(f"layer '{layer.name}': thresholds float data but keeps no "
+                                "source ops")
+            return binarize(float_ops(a, layer.ops), layer.mode)
         return apply_threshold(a, layer.tau, layer.flip, layer.zero, axis=1)
     if isinstance(layer, L.MaxPool):
         return maxpool(a, layer)
@@ -118,15 +155,36 @@ def quantise_input(layer: L.Input, x: np.ndarray) -> np.ndarray:
     return q
 
 
+def float_linear(layer: L.Dense | L.Conv2d, a: np.ndarray) -> np.ndarray:
+    """Faithful mode of a float layer quantised by calibration: the source's float32 product
+    with its float weights, divided by the accumulator unit (per output channel) so that the
+    ops that follow (which start by multiplying by the unit) apply unchanged."""
+    w = layer.weights
+    wf = np.asarray(w.float_values, dtype=np.float32)
+    unit = np.asarray(w.unit, dtype=np.float32)
+    a = np.asarray(a).astype(np.float32)
+    if isinstance(layer, L.Conv2d):
+        n = a.shape[0]
+        win = _windows(a, layer.kernel, layer.strides, layer.pads, layer.dilations, 0.0)
+        _, c, oh, ow, kh, kw = win.shape
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+        y = (cols @ wf.T).astype(np.float32) / unit
+        return y.astype(np.float32).reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+    y = (a.reshape(a.shape[0], -1) @ wf.T).astype(np.float32) / unit
+    return y.astype(np.float32)
+
+
 def integer_dot(a: np.ndarray, weights: L.Weights, kind: str) -> np.ndarray:
     """a [N, K] (integers or ±1/0) times weights [O, K]^T -> int64 [N, O]."""
+    if L.is_int8(weights):
+        kind = "int"  # 8-bit weights: an exact integer product whatever the data
     packed = weights.pack()
     if kind in ("bipolar", "ternary"):
         sign, mask = bitpack.pack_values(a)
         return bitpack.popcount_dot(sign, mask, packed.sign, packed.mask, packed.k)
     # Multi-bit integers: every partial sum is an integer below 2**53, so float64 is exact.
     w = weights.unpack().astype(np.float64)
-    bound = int(np.abs(a).max(initial=0)) * w.shape[1]
+    bound = int(np.abs(a).max(initial=0)) * int(np.abs(w).sum(axis=1).max(initial=0))
     if bound >= _EXACT_F64:
         raise EdgeError("accumulator range exceeds 2**53; layer too large for exact evaluation")
     return (a.astype(np.float64) @ w.T).astype(np.int64)

@@ -29,6 +29,7 @@ from .kernels_pool import pool_bits, pool_int
 from .kernels_threshold import Epilogue, threshold_pack
 from .layout import Storage
 from .plan_fixed import FixedLayers
+from .plan_int8 import Int8Layers
 from .tir_to_c import Kernel
 
 # Every integer tensor must satisfy |x| <= INT_LIMIT: the multi-bit kernels form 2 * (partial
@@ -130,9 +131,10 @@ def input_dtype(lo: int, hi: int) -> str:
                     "takes int8 or int16 inputs")
 
 
-class Planner(FixedLayers):
+class Planner(FixedLayers, Int8Layers):
     """Builds a `Plan` for one graph; see `make_plan`. The real-valued layers (issue #11)
-    are planned by the `FixedLayers` mixin (plan_fixed.py)."""
+    are planned by the `FixedLayers` mixin (plan_fixed.py), the 8-bit ones by `Int8Layers`
+    (plan_int8.py)."""
 
     def __init__(self, graph: Graph, fuse: bool = True):
         self.graph = graph
@@ -222,7 +224,8 @@ class Planner(FixedLayers):
         handlers = {
             L.Input: self.on_input, L.Dense: self.on_dense, L.Conv2d: self.on_conv,
             L.Threshold: self.on_threshold, L.MaxPool: self.on_pool, L.Flatten: self.on_view,
-            L.Reshape: self.on_view, L.Scores: self.on_scores, **self.fixed_handlers(),
+            L.Reshape: self.on_view, L.Scores: self.on_scores, L.Quantize: self.on_quantize,
+            **self.fixed_handlers(),
         }
         for i, layer in enumerate(g.layers):
             handler = handlers.get(type(layer))
@@ -252,6 +255,9 @@ class Planner(FixedLayers):
         return Storage(self.new_buffer(), "int32", info.size)
 
     def on_dense(self, i: int, layer: L.Dense) -> None:
+        if L.is_int8(layer.weights):
+            self.on_int8_dense(i, layer)
+            return
         src = self.env[layer.inputs[0]]
         out = self.infos[layer.output]
         self.check_int(i, layer, out)
@@ -289,6 +295,9 @@ class Planner(FixedLayers):
                 macs: int | None = None) -> None:
         """`values` (a grouped conv's block-diagonal weights) replace the layer's own, and
         `macs` its MAC count."""
+        if values is None and L.is_int8(layer.weights):
+            self.on_int8_conv(i, layer)
+            return
         src = self.env[layer.inputs[0]]
         info = self.infos[layer.inputs[0]]
         out = self.infos[layer.output]

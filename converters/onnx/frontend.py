@@ -21,9 +21,10 @@ from edge_sdk.ir import layers as L
 from edge_sdk.ir.graph import Graph, TensorInfo, infer
 
 from . import qonnx_lower
+from .calibrate import Calibration, quantise_weights
 from .loader import load
 from .normalize import normalise
-from .weights import classify
+from .weights import classify, int8_codes
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
                onnx.TensorProto.BFLOAT16}
@@ -64,10 +65,12 @@ class Step:
 
 
 class Frontend:
-    def __init__(self, model: onnx.ModelProto, file: str, input_range=None):
+    def __init__(self, model: onnx.ModelProto, file: str, input_range=None,
+                 calibration: Calibration | None = None):
         self.model = model
         self.file = file
         self.input_range = input_range
+        self.calibration = calibration
         self.consts: dict[str, np.ndarray] = {}
         self.vals: dict[str, Val | Cond] = {}
         self.layers: list[L.Layer] = []
@@ -148,7 +151,11 @@ class Frontend:
         for node in g.node:
             self.node = node
             handler = getattr(self, f"op_{node.op_type}", None)
-            if node.domain not in ("", "ai.onnx") or handler is None:
+            if node.domain == qonnx_lower.EDGE_DOMAIN and node.op_type == "Quantize":
+                handler = self.op_edge_Quantize
+            elif node.domain not in ("", "ai.onnx"):
+                handler = None
+            if handler is None:
                 dom = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
                 self.fail(f"unsupported operator {dom}{node.op_type}")
             handler(node)
@@ -313,9 +320,54 @@ class Frontend:
         if w_ok.shape[1] != v.info.shape[0]:
             self.fail(f"shape mismatch: weights take K={w_ok.shape[1]} inputs, the data has "
                       f"{v.info.shape[0]}")
-        cw = classify(w_ok, self.where())
-        out = self.emit(L.Dense, [v.tensor], weights=L.IntWeights(cw.values))
-        return self._post_linear(out, cw.scale, bias, alpha)
+        weights, scale, v = self._weights(w_ok, v)
+        out = self.emit(L.Dense, [v.tensor], weights=weights)
+        return self._post_linear(out, scale, bias, alpha)
+
+    def _weights(self, w: np.ndarray, v: Val) -> tuple[L.Weights, np.ndarray | None, Val]:
+        """The layer's weights [O, ...] (the layer's order) as IR weights, their per-row
+        float scale for the accumulator (or None), and the data the layer reads.
+
+        Binary/ternary (±a per row) first; then integer codes in [-127, 127] (8-bit
+        layers, exact); then, with a calibration set, float weights quantised to 8 bits
+        (calibrate.py), a `Quantize` inserted before real-valued data."""
+        try:
+            cw = classify(w, self.where())
+            return L.IntWeights(cw.values), cw.scale, v
+        except EdgeError as exc:
+            codes = int8_codes(w)
+            if codes is not None:
+                return L.Int8Weights(codes), None, v
+            if self.calibration is None:
+                raise EdgeError(f"{exc}; float 8-bit layers need a calibration set "
+                                "(--calibrate X.npy)") from None
+        return self._calibrated(w, v)
+
+    def _calibrated(self, w: np.ndarray, v: Val) -> tuple[L.Weights, np.ndarray, Val]:
+        rows = np.asarray(w, np.float32).reshape(np.shape(w)[0], -1)
+        if not np.all(np.isfinite(rows)):
+            self.fail("weights hold NaN or infinity")
+        codes, w_scale = quantise_weights(rows)
+        unit = w_scale
+        if v.info.kind == "float":
+            s_a = self.calibration.act_scale(self.node.input[0])
+            if s_a is None:  # pragma: no cover - calibrate() measures every linear input
+                self.fail("the calibration set did not reach this layer's input")
+            v = self.emit(L.Quantize, [v.tensor], scale=s_a, zero_point=0, lo=-127, hi=127,
+                          in_source=False)
+            unit = (w_scale * np.float32(s_a)).astype(np.float32)
+        weights = L.Int8Weights(codes, float_values=rows, unit=unit)
+        return weights, unit, v
+
+    def op_edge_Quantize(self, node):
+        """edge_sdk.Quantize (from an 8-bit QONNX Quant on data, qonnx_lower.py)."""
+        v = self.val(node.input[0])
+        if v.info.kind in ("bipolar", "ternary"):
+            self.fail("an 8-bit quantiser of ±1 data is not supported")
+        a = self.attrs()
+        self.vals[node.output[0]] = self.emit(
+            L.Quantize, [v.tensor], scale=float(a["scale"]), zero_point=int(a["zero_point"]),
+            lo=int(a["lo"]), hi=int(a["hi"]), in_source=True)
 
     def _post_linear(self, out: Val, scale, bias, alpha=1.0) -> Val:
         ops: list[L.FloatOp] = []
@@ -368,15 +420,17 @@ class Frontend:
         strides = tuple(int(s) for s in a.get("strides", (1, 1)))
         dil = tuple(int(d) for d in a.get("dilations", (1, 1)))
         pads = self._pads(a, v.info.shape[1:], (kh, kw), strides, dil)
-        cw = classify(w, self.where())
+        weights, scale, v = self._weights(w, v)
+        if groups != 1 and not isinstance(weights, L.IntWeights):
+            self.fail("8-bit grouped/depthwise convolutions are not supported")
         kw_args = {"groups": groups} if groups != 1 else {}
         out = self.emit(L.GroupConv2d if groups != 1 else L.Conv2d, [v.tensor],
-                        weights=L.IntWeights(cw.values.reshape(o, -1)), in_channels=c * groups,
+                        weights=weights, in_channels=c * groups,
                         kernel=(kh, kw), strides=strides, pads=pads, dilations=dil, **kw_args)
         bias = None
         if len(node.input) > 2 and node.input[2]:
             bias = np.asarray(self.const(node.input[2], "bias"), np.float32).reshape(1, -1, 1, 1)
-        self.vals[node.output[0]] = self._post_linear(out, cw.scale, bias)
+        self.vals[node.output[0]] = self._post_linear(out, scale, bias)
 
     def _pads(self, a, hw, k, strides, dil) -> tuple[int, int, int, int]:
         auto = a.get("auto_pad", b"NOTSET")
@@ -643,19 +697,30 @@ class Frontend:
                                               pads=pads)
 
 
-def import_onnx(path: str | Path, input_range=None) -> Graph:
+def import_onnx(path: str | Path, input_range=None, calibration=None) -> Graph:
     """Load, check and normalise an ONNX file and return its source-form IR."""
-    return import_model(load(path), str(path), input_range)
+    return import_model(load(path), str(path), input_range, calibration)
 
 
-def import_model(model: onnx.ModelProto, file: str, input_range=None) -> Graph:
+def import_model(model: onnx.ModelProto, file: str, input_range=None,
+                 calibration: np.ndarray | None = None) -> Graph:
     """Source-form IR of an already loaded (and vetted) model.
 
     QONNX quantisers are first rewritten into the standard ops this frontend reads.
+    `calibration` (inputs [N, *input shape]) quantises float Conv/Gemm/MatMul layers of a
+    plain ONNX model to 8 bits (calibrate.py).
     """
     norm = normalise(model, file)
     if not qonnx_lower.has_qonnx(norm):
-        return Frontend(norm, file, input_range).run()
+        cal = None
+        if calibration is not None:
+            from .calibrate import calibrate
+
+            cal = calibrate(norm, calibration, file)
+        return Frontend(norm, file, input_range, cal).run()
+    if calibration is not None:
+        raise EdgeError(f"{file}: a calibration set is for plain ONNX models with float "
+                        "layers; this QONNX model's quantisers already fix its 8-bit scales")
     graph = Frontend(normalise(qonnx_lower.lower(norm, file), file), file, input_range).run()
     graph.source["format"] = "qonnx"
     return graph

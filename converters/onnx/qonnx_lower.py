@@ -5,7 +5,12 @@ Runs on a normalised model (constants folded, shapes inferred), walking the node
 - A quantiser whose data input is a constant (a weight) is evaluated with the reference
   executor's float arithmetic (qonnx_ops.py) and becomes an initializer: binary weights arrive as
   ±scale, 2-bit ones as {-scale, 0, +scale}; anything with more integer levels is refused here,
-  naming the Quant node.
+  naming the Quant node. An 8-bit Quant of a weight (zero point 0, codes in [-127, 127]) is the
+  exception (issue #11): the Conv/Gemm/MatMul reading it runs on the integer codes, and the
+  weight scale becomes a Mul on its accumulator (`linear_int8`).
+- An 8-bit Quant on data (the input of an 8-bit last layer) becomes an `edge_sdk.Quantize`
+  node (per-tensor scale, integer zero point, the code range) giving q - z, carried on as a
+  tensor scaled by the Quant's scale like the binary magnitudes below.
 - A binarising quantiser on data (BipolarQuant, 1-bit Quant, MultiThreshold with one threshold
   per channel, each possibly after Trunc nodes) becomes `Where(x >= t, 1, -1)` (or `x < t`)
   with the exact float32 threshold t of qonnx_threshold.py, times its magnitude a.
@@ -32,6 +37,7 @@ COMMUTING = ("Identity", "Dropout", "Flatten", "Reshape", "MaxPool", "Transpose"
              "Unsqueeze")
 LINEAR = ("Gemm", "MatMul", "Conv")
 DEFAULT_DOMAINS = ("", "ai.onnx")
+EDGE_DOMAIN = "edge_sdk"  # edge_sdk.Quantize: an 8-bit Quant on data, read by the frontend
 
 
 def has_qonnx(model: onnx.ModelProto) -> bool:
@@ -83,6 +89,8 @@ class Lowering:
         self.scaled: dict[str, Scaled] = {}
         self.chains: dict[str, Chain] = {}
         self.uneven: set[str] = set()  # ±a_c data, a varying per channel
+        # 8-bit weights (issue #11): folded Quant output -> (integer codes, the Quant's scale)
+        self.int8: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.node: onnx.NodeProto | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -132,6 +140,9 @@ class Lowering:
         del m.graph.node[:]
         m.graph.node.extend(self.nodes)
         m.graph.initializer.extend(self.inits)
+        if any(n.domain == EDGE_DOMAIN for n in self.nodes) and not any(
+                o.domain == EDGE_DOMAIN for o in m.opset_import):
+            m.opset_import.append(helper.make_opsetid(EDGE_DOMAIN, 1))
         del m.graph.value_info[:]
         return m
 
@@ -149,6 +160,10 @@ class Lowering:
                           "per-tensor activation scale)")
             if node.op_type in COMMUTING:
                 self.uneven.update(o for o in node.output if o)
+        if (node.op_type in LINEAR and len(node.input) > 1 and node.input[1] in self.int8
+                and data not in self.consts):
+            self.linear_int8(node, self.scaled.get(data))
+            return
         s = self.scaled.get(data)
         if s is not None:  # the ±1 tensor stays usable after a rebuild for another reader
             if node.op_type in COMMUTING and len([o for o in node.output if o]) == 1:
@@ -210,6 +225,82 @@ class Lowering:
         if bias is not None:
             self.emit("Add", [scaled, self.const_init(f"{out}__bias", bias)], out)
 
+    def linear_int8(self, node: onnx.NodeProto, s: Scaled | None) -> None:
+        """A layer whose weights are an 8-bit Quant (codes q, scale s_w per tensor or per
+        output channel): the layer runs on the codes, and s_w (times the data's magnitude
+        when the data is scaled) becomes a Mul on its integer accumulator, then the bias:
+        x . (q s_w) + b = s_w (x . q) + b. The frontend reads integer-coded weights as an
+        8-bit layer (Int8Weights)."""
+        codes, wscale = self.int8[node.input[1]]
+        out = node.output[0]
+        trans_b = next((helper.get_attribute_value(a) for a in node.attribute
+                        if a.name == "transB"), 0)
+        axis = 0 if node.op_type == "Conv" or (node.op_type == "Gemm" and trans_b) else 1
+        if codes.ndim < 2:
+            self.fail(f"8-bit weights of rank {codes.ndim}; expected a 2-D or 4-D weight")
+        full = np.moveaxis(np.broadcast_to(wscale, codes.shape), axis, 0)
+        full = full.reshape(full.shape[0], -1)
+        if not np.all(full == full[:, :1]):
+            self.fail("the 8-bit weight scale varies inside an output channel; edge-sdk reads "
+                      "per-tensor or per-output-channel scales")
+        vec = full[:, 0].astype(np.float32)
+        if s is not None:
+            vec = (vec * np.float32(s.scale)).astype(np.float32)
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        if s is not None:
+            new.input[0] = s.name
+        new.input[1] = self.const_init(f"{node.input[1]}__codes", codes.astype(np.float32))
+        bias = None
+        if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 and node.input[2]:
+            bias = self.const(node.input[2])
+            if bias is None:
+                self.fail("the bias must be a constant")
+            del new.input[2:]
+            if node.op_type == "Gemm":
+                beta = next((helper.get_attribute_value(a) for a in node.attribute
+                             if a.name == "beta"), 1.0)
+                bias = np.asarray(bias, np.float32) * np.float32(beta)
+            else:
+                bias = np.asarray(bias, np.float32).reshape(
+                    (1, -1) + (1,) * max(0, self.ranks.get(out, 4) - 2))
+        acc = self.fresh(f"{out}__acc")
+        new.output[0] = acc
+        self.nodes.append(new)
+        shape = (1, -1, 1, 1) if node.op_type == "Conv" else (-1,)
+        scaled = out if bias is None else self.fresh(f"{out}__scaled")
+        self.emit("Mul", [acc, self.const_init(f"{out}__scale", vec.reshape(shape))], scaled)
+        if bias is not None:
+            self.emit("Add", [scaled, self.const_init(f"{out}__bias", bias)], out)
+
+    def quantize_data(self, node: onnx.NodeProto, spec: Q.QuantSpec) -> None:
+        """An 8-bit Quant on data (the input of an 8-bit last layer): an edge_sdk.Quantize
+        node giving q - z (integers), carried as a tensor scaled by the Quant's scale."""
+        x, out = node.input[0], node.output[0]
+        if x in self.chains:
+            self.fail("a Trunc before an 8-bit quantiser is not supported")
+        if np.size(spec.scale) != 1:
+            self.fail("8-bit quantiser on data with a per-channel scale; edge-sdk reads a "
+                      "per-tensor activation scale")
+        if np.size(spec.zero_point) != 1:
+            self.fail("8-bit quantiser on data with a per-channel zero point")
+        z = float(np.asarray(spec.zero_point).reshape(-1)[0])
+        lo, hi = Q.int_range(spec.bits, spec.signed, spec.narrow)
+        if z != int(z) or not lo <= z <= hi:
+            self.fail(f"zero point {z:g} is not an integer code in [{lo}, {hi}]")
+        if spec.mode.upper() not in ("ROUND", "HALF_EVEN"):
+            self.fail(f"8-bit quantiser on data with rounding_mode {spec.mode}; edge-sdk reads "
+                      "ROUND (half to even)")
+        self.rebuild(x)
+        if self.elem.get(x, onnx.TensorProto.FLOAT) != onnx.TensorProto.FLOAT:
+            self.fail("quantisers on data are read for float32 data only")
+        scale = float(np.float32(np.asarray(spec.scale).reshape(-1)[0]))
+        q = self.fresh(f"{out}__codes")
+        self.nodes.append(helper.make_node(
+            "Quantize", [x], [q], name=self.fresh(f"{node.name or 'Quant'}/Quantize"),
+            domain=EDGE_DOMAIN, scale=scale, zero_point=int(z), lo=int(lo), hi=int(hi)))
+        self.scaled[out] = Scaled(q, np.float32(scale))
+
     # ------------------------------------------------------------------ quantisers
     def spec(self, node: onnx.NodeProto) -> Q.Spec:
         version = Q.domain_version(self.model, node.domain)
@@ -225,9 +316,12 @@ class Lowering:
         if x in self.consts:
             self.fold(node, spec, self.consts[x])
             return
+        if isinstance(spec, Q.QuantSpec) and spec.bits in Q.INT8_BITS:
+            self.quantize_data(node, spec)
+            return
         if isinstance(spec, Q.QuantSpec) and spec.bits not in Q.READABLE_BITS:
             self.fail(f"{spec.bits}-bit quantiser on data; edge-sdk reads 1- and 2-bit "
-                      "(binary and ternary) quantisers only")
+                      "(binary and ternary) quantisers, and 8-bit ones")
         if isinstance(spec, Q.TruncSpec):
             self.trunc(node, spec)
             return
@@ -296,6 +390,9 @@ class Lowering:
         """A quantiser of a constant (a weight): its values, as the reference computes them."""
         with np.errstate(all="ignore"):
             y = np.asarray(spec(np.asarray(value)))
+        if isinstance(spec, Q.QuantSpec) and spec.bits in Q.INT8_BITS:
+            self.fold_int8(node, spec, value, y)
+            return
         if isinstance(spec, Q.QuantSpec) and spec.bits not in Q.READABLE_BITS:
             self.fail(f"{spec.bits}-bit quantiser; edge-sdk reads 1- and 2-bit (binary and "
                       "ternary) quantisers only")
@@ -312,6 +409,25 @@ class Lowering:
         name = node.output[0]
         self.consts[name] = y
         self.inits.append(numpy_helper.from_array(y, name))
+
+
+    def fold_int8(self, node: onnx.NodeProto, spec: Q.QuantSpec, value: np.ndarray,
+                  y: np.ndarray) -> None:
+        """An 8-bit Quant of a weight: its integer codes, kept for the layer reading it."""
+        if np.any(np.asarray(spec.zero_point) != 0):
+            self.fail("8-bit weights need zero point 0 (symmetric quantisation)")
+        with np.errstate(all="ignore"):
+            codes = np.asarray(spec.integers(np.asarray(value)), np.float64)
+        if not np.all(np.isfinite(codes)) or not np.all(np.isfinite(y)):
+            self.fail("the quantised weights hold NaN or infinity")
+        lo, hi = int(codes.min(initial=0)), int(codes.max(initial=0))
+        if lo < Q.INT8_CODE_MIN or hi > Q.INT8_CODE_MAX:
+            self.fail(f"8-bit weight codes reach [{lo}, {hi}]; edge-sdk's 8-bit layers take "
+                      f"[{Q.INT8_CODE_MIN}, {Q.INT8_CODE_MAX}] (quantise with narrow_range)")
+        name = node.output[0]
+        self.consts[name] = y
+        self.inits.append(numpy_helper.from_array(y, name))
+        self.int8[name] = (codes, np.asarray(spec.scale, np.float32))
 
 
 def _twin(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -17,6 +17,7 @@ from edge_sdk.errors import EdgeError, where
 
 from .qonnx_ops import (
     FINN_DOMAINS,
+    INT8_BITS,
     QONNX_DOMAINS,
     QONNX_OPSETS,
     READABLE_BITS,
@@ -27,7 +28,7 @@ from .qonnx_ops import (
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 OWN_DOMAIN = "edge_sdk"  # the factorizer node (factorizer_node.py checks its op)
-READS = ("BipolarQuant, Quant/IntQuant (1 or 2 bits), MultiThreshold, Trunc in domain "
+READS = ("BipolarQuant, Quant/IntQuant (1, 2 or 8 bits), MultiThreshold, Trunc in domain "
          "qonnx.custom_op.general (or onnx.brevitas), MultiThreshold in finn.custom_op.general, "
          "edge_sdk.BlockCodeFactorizer")
 
@@ -62,7 +63,8 @@ def node_bits(node: onnx.NodeProto, small: dict[str, onnx.TensorProto],
 
 
 def refuse_unsupported(model: onnx.ModelProto, file: str) -> None:
-    """Raise EdgeError on the first custom node edge-sdk cannot read, or a >2-bit quantiser."""
+    """Raise EdgeError on the first custom node edge-sdk cannot read, or a quantiser of a bit
+    width it does not read (1 and 2 bits; 8 bits for 8-bit layers, issue #11)."""
     versions = {o.domain: int(o.version) for o in model.opset_import}
     small = _small_constants(model.graph)
     dims = {t.name: list(t.dims) for t in model.graph.initializer}
@@ -81,9 +83,12 @@ def refuse_unsupported(model: onnx.ModelProto, file: str) -> None:
         bits = node_bits(node, small, dims)
         if bits is not None and bits not in READABLE_BITS:
             wide.append((node, bits))
-    if wide:
-        node, bits = wide[0]
+    bad = [(n, b) for n, b in wide
+           if not (b in INT8_BITS and n.op_type in ("Quant", "IntQuant"))]
+    if bad:
+        node, bits = bad[0]
         every = ", ".join(str(b) for b in sorted({b for _, b in wide}))
         raise EdgeError(where(file, node.name, node.op_type) + f"{bits}-bit quantiser; edge-sdk "
-                        "reads 1- and 2-bit (binary and ternary) quantisers only; this model "
-                        f"quantises to {every} bits in {len(wide)} node(s)")
+                        "reads 1- and 2-bit (binary and ternary) quantisers, and 8-bit Quant for "
+                        "8-bit first/last layers; this model quantises to "
+                        f"{every} bits in {len(wide)} node(s)")

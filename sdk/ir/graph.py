@@ -91,6 +91,8 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
         return TensorInfo(tuple(layer.shape), "int", int(layer.lo), int(layer.hi))
     if isinstance(layer, L.REAL_VALUED):
         return _infer_real(layer, ins)
+    if isinstance(layer, L.Quantize):
+        return _infer_quantize(layer, ins)
     (x,) = ins
     if x.kind in ("float", "fixed") and not isinstance(
             layer, (L.Affine, L.Binarize, L.MaxPool, L.Scores, L.Flatten, L.Reshape)):
@@ -103,7 +105,7 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
             raise EdgeError(
                 f"{_where(layer)}: shape mismatch: weights take K={k} inputs, input is {x.shape}"
             )
-        m = k * x.max_abs
+        m = _acc_bound(layer, x)
         return TensorInfo((layer.weights.rows,), "int", -m, m)
     if isinstance(layer, L.Conv2d):
         if len(x.shape) != 3 or x.shape[0] != layer.in_channels:
@@ -120,7 +122,7 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
                       layer.dilations[1])
         if oh < 1 or ow < 1:
             raise EdgeError(f"{_where(layer)}: shape mismatch: conv output would be empty")
-        m = layer.weights.k * x.max_abs
+        m = _acc_bound(layer, x)
         return TensorInfo((layer.weights.rows, oh, ow), "int", -m, m)
     if isinstance(layer, L.Affine):
         for op in layer.ops:
@@ -159,6 +161,37 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
     raise EdgeError(f"{_where(layer)}: unknown layer type {type(layer).__name__}")
 
 
+def _acc_bound(layer: L.Layer, x: TensorInfo) -> int:
+    """Largest |accumulator|: K * max|x| for ±1/0 weights, max row sum |w| * max|x| for
+    8-bit weights (their codes reach 127)."""
+    weights = layer.weights
+    if L.is_int8(weights):
+        v = np.asarray(weights.values)
+        if v.ndim != 2 or not np.issubdtype(v.dtype, np.integer) or (v.size and (
+                int(v.min()) < L.INT8_MIN or int(v.max()) > L.INT8_MAX)):
+            raise EdgeError(f"{_where(layer)}: 8-bit weights must be integers in "
+                            f"[{L.INT8_MIN}, {L.INT8_MAX}]")
+        return weights.row_l1 * x.max_abs
+    return weights.k * x.max_abs
+
+
+def _infer_quantize(layer: L.Quantize, ins: list[TensorInfo]) -> TensorInfo:
+    """Quantize takes real-valued (or integer) data and gives q - zero_point in
+    [lo - zp, hi - zp], whatever the mode."""
+    if len(ins) != 1:
+        raise EdgeError(f"{_where(layer)}: takes one input")
+    (x,) = ins
+    if x.kind in ("bipolar", "ternary"):
+        raise EdgeError(f"{_where(layer)}: quantises real-valued data, got ±1 data")
+    if not (np.isfinite(layer.scale) and layer.scale > 0):
+        raise EdgeError(f"{_where(layer)}: scale {layer.scale!r} must be positive and finite")
+    if layer.lo > layer.hi or not layer.lo <= layer.zero_point <= layer.hi:
+        raise EdgeError(f"{_where(layer)}: bad integer range [{layer.lo}, {layer.hi}] or zero "
+                        f"point {layer.zero_point}")
+    zp = int(layer.zero_point)
+    return TensorInfo(x.shape, "int", int(layer.lo) - zp, int(layer.hi) - zp)
+
+
 def _infer_group_conv(layer: L.GroupConv2d, x: TensorInfo) -> TensorInfo:
     g, c = layer.groups, layer.in_channels
     if len(x.shape) != 3 or x.shape[0] != c:
@@ -174,7 +207,7 @@ def _infer_group_conv(layer: L.GroupConv2d, x: TensorInfo) -> TensorInfo:
                   layer.dilations[1])
     if oh < 1 or ow < 1:
         raise EdgeError(f"{_where(layer)}: shape mismatch: conv output would be empty")
-    m = layer.weights.k * x.max_abs
+    m = _acc_bound(layer, x)
     return TensorInfo((layer.weights.rows, oh, ow), "int", -m, m)
 
 

@@ -78,7 +78,59 @@ class PackedWeights:
         return self
 
 
-Weights = IntWeights | PackedWeights
+@dataclass
+class Int8Weights:
+    """8-bit weights (issue #11: the first conv and the last dense of QuickNet/ReActNet-style
+    networks): int8 codes in [-127, 127], one row per output channel ([O, K], im2col order),
+    never bit-packed. The real weight is code * s_o; the per-output-channel scale s_o is not
+    stored here but applied by the float ops that follow (an `Affine`'s first `Mul`, or
+    `Scores`), so BatchNorm + sign after the layer still folds into exact integer thresholds.
+
+    `float_values`/`unit` are set when the source layer was a float layer quantised with a
+    calibration set (converters/onnx/calibrate.py): the faithful
+    golden mode then computes the source's float32 product x . float_values and expresses it
+    in accumulator units (divided by `unit`, float32 [O]: the real value of one accumulator
+    step), so the same following ops apply in both modes.
+    """
+
+    values: np.ndarray
+    float_values: np.ndarray | None = None
+    unit: np.ndarray | None = None
+
+    @property
+    def rows(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def ternary(self) -> bool:
+        return False
+
+    @property
+    def int8(self) -> bool:
+        return True
+
+    @property
+    def row_l1(self) -> int:
+        """Largest sum of |w| over a row: |acc| <= row_l1 * max|x| (accumulator bound)."""
+        return int(np.abs(self.values.astype(np.int64)).sum(axis=1).max(initial=0))
+
+    def unpack(self) -> np.ndarray:
+        return self.values
+
+    def pack(self) -> Int8Weights:
+        return self  # 8-bit weights stay unpacked
+
+
+Weights = IntWeights | PackedWeights | Int8Weights
+INT8_MIN, INT8_MAX = -127, 127
+
+
+def is_int8(weights) -> bool:
+    return isinstance(weights, Int8Weights)
 
 
 # ---------------------------------------------------------------------------- float ops
@@ -205,6 +257,10 @@ class Threshold(Layer):
     tau: np.ndarray = None  # type: ignore[assignment]  int64 [C]
     flip: np.ndarray = None  # type: ignore[assignment]  bool [C]
     zero: np.ndarray = None  # type: ignore[assignment]  bool [C]
+    # The source's float ops and binarisation mode, for the faithful golden mode of an
+    # accumulator that a calibrated float layer computes in float32 (Int8Weights.float_values).
+    ops: list[FloatOp] = field(default_factory=list)
+    mode: str = ""
     kind: ClassVar[str] = "threshold"
 
 
@@ -312,15 +368,39 @@ class FixedThreshold(Layer):
     kind: ClassVar[str] = "fixedthreshold"
 
 
+@dataclass
+class Quantize(Layer):
+    """Puts a real-valued tensor on an integer grid for an 8-bit layer that reads it:
+    q = clip(round(x / scale) + zero_point, lo, hi); the output is q - zero_point (integers,
+    so the reader's accumulator times `scale` is the real dot product).
+
+    Faithful mode (`in_source`): as the source computes it (QONNX `Quant`: float32 x / scale
+    + zero_point, clamped, rounded half to even). A Quantize that the SDK inserted (a float
+    layer quantised with a calibration set, `in_source` False) is the identity there: the
+    source has no such step. Fixed-point mode: `mult`/`shift` of the Quantize rule in
+    sdk/fixedpoint.py (set by passes.fixed_point), an integer rule on the fixed input.
+    """
+
+    scale: float = 1.0
+    zero_point: int = 0
+    lo: int = -127
+    hi: int = 127
+    in_source: bool = True
+    mult: int | None = None
+    shift: int = 0
+    kind: ClassVar[str] = "quantize"
+
+
 REAL_VALUED = (Requant, AddTensors, PRelu, GlobalAvgPool, Concat, FixedThreshold)
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, GroupConv2d, Affine, Binarize, Threshold, MaxPool, Flatten,
-                Reshape, Scores, *REAL_VALUED)
+                Reshape, Scores, Quantize, *REAL_VALUED)
 }
 OP_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Mul, Add, Div, BatchNorm, Softmax)}
-WEIGHT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (IntWeights, PackedWeights)}
+WEIGHT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (IntWeights, PackedWeights,
+                                                                 Int8Weights)}
 SOURCE_ONLY = (Affine, Binarize)
 
 

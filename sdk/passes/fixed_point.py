@@ -106,7 +106,8 @@ class FixedPoint(Pass):
             infos = graph.infos()
             ins = [infos[t] for t in layer.inputs]
             if any(x.kind == "float" for x in ins) and not isinstance(
-                    layer, (L.Affine, *L.REAL_VALUED, L.MaxPool, L.Flatten, L.Reshape, L.Scores)):
+                    layer, (L.Affine, *L.REAL_VALUED, L.MaxPool, L.Flatten, L.Reshape, L.Scores,
+                            L.Quantize)):
                 raise EdgeError(f"{_where(layer)}: cannot take real-valued data")
             if isinstance(layer, L.Affine):
                 graph.layers[i] = _requant(layer, ins[0])
@@ -119,6 +120,11 @@ class FixedPoint(Pass):
                 layer.slope_q = fx.prelu_params(np.asarray(layer.slope, np.float64))
             elif isinstance(layer, L.FixedThreshold):
                 _solve(layer, ins[0])
+            elif isinstance(layer, L.Quantize):
+                try:
+                    layer.mult, layer.shift = fx.quantize_params(layer.scale, _frac_in(ins[0]))
+                except ValueError as exc:
+                    raise EdgeError(f"{_where(layer)}: {exc}") from None
             else:
                 continue
             out = graph.infos()[graph.layers[i].output]
@@ -167,16 +173,31 @@ def _solve(layer: L.FixedThreshold, x: TensorInfo) -> None:
     layer.zero = np.array([s.zero for s in solved], dtype=bool)
 
 
+SUPPORTED_ON = {"fpga"}  # targets that run every real-valued layer and grouped convs
+
+
 def refuse_on_target(graph, target: str) -> None:
-    """Backends call this first: real-valued layers have no kernels on the targets yet.
+    """Backends call this first: refuses real-valued layers on targets without kernels yet.
 
     By layer type only (every fixed-point tensor comes from one of these layers), so that a
     backend's own checks still report graphs that are malformed in other ways."""
+    if target in SUPPORTED_ON:
+        return
     for layer in graph.layers:
         if isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)):
             raise EdgeError(f"{_where(layer)}: {type(layer).__name__} is not supported by the "
                             f"{target} backend yet")
+        if isinstance(layer, L.Quantize) or (
+                isinstance(layer, (L.Dense, L.Conv2d)) and L.is_int8(layer.weights)):
+            what = "Quantize" if isinstance(layer, L.Quantize) else \
+                f"8-bit {type(layer).__name__}"
+            raise EdgeError(f"{_where(layer)}: {what} (8-bit weights or activations) is not "
+                            f"supported by the {target} backend yet")
 
 
 def has_real_valued(graph) -> bool:
-    return any(isinstance(layer, L.REAL_VALUED) for layer in graph.layers)
+    """Whether `run` and `run --fixed-point` may differ: real-valued layers, Quantize, or a
+    float layer quantised by calibration (Int8Weights.float_values)."""
+    return any(isinstance(layer, (*L.REAL_VALUED, L.Quantize))
+               or getattr(getattr(layer, "weights", None), "float_values", None) is not None
+               for layer in graph.layers)

@@ -52,6 +52,8 @@ class FoldThresholds(Pass):
                 tau=np.array([s.tau for s in solved], dtype=np.int64),
                 flip=np.array([s.flip for s in solved], dtype=bool),
                 zero=np.array([s.zero for s in solved], dtype=bool),
+                ops=list(ops),
+                mode=layer.mode,
             )
             graph.layers[graph.layers.index(layer)] = thr
             if affine is not None and not graph.consumers(affine.output) \

@@ -37,7 +37,19 @@ def layer_rows(graph: Graph) -> list[dict]:
             "packed_bytes": 0,
             "float32_bytes": 0,
         }
-        if isinstance(layer, (L.Dense, L.Conv2d)):
+        if isinstance(layer, (L.Dense, L.Conv2d)) and L.is_int8(layer.weights):
+            w = layer.weights
+            row["weights"] = "int8" + (" (calibrated)" if w.float_values is not None else "")
+            row["params"] = w.rows * w.k
+            row["packed_bytes"] = w.rows * w.k  # one byte per weight, never bit-packed
+            row["float32_bytes"] = w.rows * w.k * 4
+        elif isinstance(layer, L.Quantize):
+            row["params"] = 2
+            row["weights"] = f"scale {layer.scale:.4g}" + ("" if layer.in_source else " (cal)")
+            row["quantize"] = (f"scale {layer.scale:.6g}, zero point {layer.zero_point}, "
+                               f"[{layer.lo}, {layer.hi}]"
+                               + ("" if layer.in_source else " (calibrated)"))
+        elif isinstance(layer, (L.Dense, L.Conv2d)):
             w = layer.weights
             row["weights"] = "ternary" if w.ternary else "binary"
             row["params"] = w.rows * w.k

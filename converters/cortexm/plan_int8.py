@@ -1,0 +1,96 @@
+"""Planning of the 8-bit layers (issue #11): a mixin of plan.Planner.
+
+- Dense / Conv2d with `Int8Weights` -> `int8_dense` / `int8_conv` (kernels_int8.py): int8
+  weights packed four per word, int32 accumulation, optional fused threshold (the BatchNorm +
+  sign after an 8-bit first conv folds into integer thresholds like any other). ±1 / ternary
+  inputs (an 8-bit last layer reading signs) are unpacked to int32 first (`unpack_bits`).
+- Quantize -> `quantize`, with the M, S of sdk/fixedpoint.py recorded in the IR.
+
+The accumulator bound of the IR (max row sum |w| * max |x|) must stay within the planner's
+INT_LIMIT, which the check_int of every compute layer enforces: the int32 sums are then exact.
+"""
+
+from __future__ import annotations
+
+from ...errors import EdgeError
+from ...ir import layers as L
+from .kernels_copy import unpack_bits
+from .kernels_int8 import int8_conv, int8_dense, int8_words, quantize
+from .layout import Storage
+
+
+def _where(i: int, layer: L.Layer) -> str:
+    return f"layer {i} ({layer.kind})"
+
+
+class Int8Layers:
+    """The `on_*` handlers of the 8-bit layers; mixed into plan.Planner."""
+
+    def int8_source(self, i: int, layer: L.Layer) -> Storage:
+        """The layer's input as integers: ±1 / ternary maps are unpacked to int32 first."""
+        src = self.env[layer.inputs[0]]
+        if not src.is_bits:
+            return src
+        info = self.infos[layer.inputs[0]]
+        if src.channels * src.pixels != info.size:
+            raise EdgeError(f"{_where(i, layer)}: reads ±1 data laid out as {src.channels} "
+                            f"channels x {src.pixels} pixels as {info.size} values")
+        dst = Storage(self.new_buffer(), "int32", info.size)
+        self.emit(i, "unpack", unpack_bits, (src.channels, src.pixels, src.mask),
+                  [self.arg(src), self.arg(dst)],
+                  f"layer {i}: unpack {info.size} ±1 values for an 8-bit layer")
+        return dst
+
+    def on_int8_dense(self, i: int, layer: L.Dense) -> None:
+        from .plan import LayerCost  # plan.py imports this module
+
+        out = self.infos[layer.output]
+        self.check_int(i, layer, out)
+        src = self.int8_source(i, layer)
+        values = layer.weights.values
+        rows, k = values.shape
+        w = self.table("uint32_t", int8_words(values))
+        dst, ep, t, note = self.compute_output(layer, out, rows, 1)
+        self.emit(i, "dense_int8" + ("_thr" if ep else ""), int8_dense,
+                  (rows, k, src.dtype, ep), [self.arg(src), w, *t, self.arg(dst)],
+                  f"layer {i}: dense {k} -> {rows}, {src.dtype} input, int8 weights{note}")
+        self.costs.append(LayerCost(i, "dense", rows * k, False))
+        if ep is None:
+            self.env[layer.output] = dst
+
+    def on_int8_conv(self, i: int, layer: L.Conv2d) -> None:
+        from .plan import LayerCost
+
+        if isinstance(layer, L.GroupConv2d):
+            raise EdgeError(f"{_where(i, layer)}: 8-bit grouped convolutions have no Cortex-M "
+                            "kernel")
+        if layer.pad_value:
+            raise EdgeError(f"{_where(i, layer)}: +1 padding is for binary convolutions only")
+        info = self.infos[layer.inputs[0]]
+        out = self.infos[layer.output]
+        self.check_int(i, layer, out)
+        src = self.int8_source(i, layer)
+        g = self.window(info, out, layer.kernel, layer.strides, layer.pads, layer.dilations)
+        w = self.table("uint32_t", int8_words(layer.weights.values))
+        dst, ep, t, note = self.compute_output(layer, out, g.o, g.oh * g.ow)
+        shape = f"{g.c}x{g.h}x{g.w} -> {g.o}x{g.oh}x{g.ow}, kernel {g.kh}x{g.kw}"
+        self.emit(i, "conv_int8" + ("_thr" if ep else ""), int8_conv, (g, src.dtype, ep),
+                  [self.arg(src), w, *t, self.arg(dst)],
+                  f"layer {i}: conv {shape}, {src.dtype} input, int8 weights{note}")
+        self.costs.append(LayerCost(i, layer.kind, out.size * layer.weights.k, False))
+        if ep is None:
+            self.env[layer.output] = dst
+
+    def on_quantize(self, i: int, layer: L.Quantize) -> None:
+        if layer.mult is None:
+            raise EdgeError(f"{_where(i, layer)}: not lowered to fixed point")
+        src = self.int_source(i, layer, layer.inputs[0])
+        info = self.infos[layer.inputs[0]]
+        dst = self.int_output(self.infos[layer.output])
+        self.emit(i, "quantize", quantize,
+                  (info.size, src.dtype, int(layer.mult), int(layer.shift),
+                   int(layer.zero_point), int(layer.lo), int(layer.hi)),
+                  [self.arg(src), self.arg(dst)],
+                  f"layer {i}: quantize {info.size} values to [{layer.lo}, {layer.hi}]")
+        self.env[layer.output] = dst
+
