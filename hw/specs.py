@@ -243,4 +243,117 @@ class ThresholdSpec:
         return self.pixels * self.beats
 
 
-StageSpec = EngineSpec | PoolSpec | ThresholdSpec
+@dataclass(frozen=True)
+class StreamSpec:
+    """Common geometry of the stream stages of real-valued layers (hw/fixed_stages.py).
+
+    They keep the producer's beat layout: per pixel, `beats` beats of `lanes` values, channel
+    b * lanes + k on lane k of beat b (lanes at or beyond `channels` are padding). They never
+    buffer a frame, so they need the per-channel (natural) layout, one beat per cycle.
+    """
+
+    lanes: int
+    beats: int  # beats per pixel
+    pixels: int
+    channels: int
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_beats(self) -> int:
+        return self.beats
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    @property
+    def compute_cycles(self) -> int:
+        return self.pixels * self.beats
+
+
+@dataclass(frozen=True)
+class RequantSpec(StreamSpec):
+    """y = (x * mult_c + add_c) >> shift per channel (sdk/fixedpoint.py's affine rule)."""
+
+    in_values: Values = Values("int", 0, 0)
+    out_values: Values = Values("int", 0, 0)
+    mult: np.ndarray = None  # type: ignore[assignment]  int64 [channels]
+    add: np.ndarray = None  # type: ignore[assignment]  int64 [channels]
+    shift: int = 1
+
+
+@dataclass(frozen=True)
+class PReluSpec(StreamSpec):
+    """y = x if x >= 0 else (x * slope_c + 2**(shift-1)) >> shift (ReLU: slope 0)."""
+
+    in_values: Values = Values("int", 0, 0)
+    out_values: Values = Values("int", 0, 0)
+    slope_q: np.ndarray = None  # type: ignore[assignment]  int64 [channels]
+    shift: int = 15
+
+
+@dataclass(frozen=True)
+class GapSpec(StreamSpec):
+    """Global average: per channel sum over `pixels`, then (sum * mult + 2**(shift-1)) >> shift;
+    one output pixel (the same beats) once the frame's last pixel is in."""
+
+    in_values: Values = Values("int", 0, 0)
+    out_values: Values = Values("int", 0, 0)
+    mult: int = 1
+    shift: int = 24
+
+    @property
+    def sum_bound(self) -> int:
+        return self.pixels * max(abs(self.in_values.lo), abs(self.in_values.hi))
+
+
+@dataclass(frozen=True)
+class AddSpec(StreamSpec):
+    """Element-wise sum of two streams of one layout, each operand aligned first:
+    shifts[k] >= 0 is a left shift, < 0 a rounded (half-up) right shift by -shifts[k]."""
+
+    in_values: tuple[Values, ...] = ()
+    shifts: tuple[int, ...] = ()
+    out_values: Values = Values("int", 0, 0)
+
+
+@dataclass(frozen=True)
+class ConcatSpec:
+    """Channel concatenation: per pixel, `in_beats[k]` beats of input k in turn, every input
+    `lanes` wide (all but the last exactly full, so channels stay contiguous); values aligned
+    by `shifts` (as AddSpec) for fixed data, re-coded to `out_values` (±1 -> ternary codes)."""
+
+    lanes: int
+    pixels: int
+    channels: int
+    in_beats: tuple[int, ...]
+    in_values: tuple[Values, ...]
+    shifts: tuple[int, ...]
+    out_values: Values
+
+    @property
+    def beats(self) -> int:
+        return sum(self.in_beats)
+
+    @property
+    def out_lanes(self) -> int:
+        return self.lanes
+
+    @property
+    def out_beats(self) -> int:
+        return self.beats
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels
+
+    @property
+    def compute_cycles(self) -> int:
+        return self.pixels * self.beats
+
+
+StageSpec = (EngineSpec | PoolSpec | ThresholdSpec | RequantSpec | PReluSpec | GapSpec | AddSpec
+             | ConcatSpec)

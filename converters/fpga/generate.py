@@ -16,7 +16,7 @@ from ...hw.network import Network
 from ...hw.toolchain import to_verilog
 from ...ir.graph import Graph
 from .plan import Folding, Plan, plan, safe_label
-from .schedule import Schedule, schedule, stage_timing
+from .schedule import Schedule, schedule, schedule_graph, stage_timing
 
 TOP = "edge_net"
 VERILOG = f"{TOP}.v"
@@ -32,12 +32,17 @@ def build(graph: Graph, pe: Folding = None, simd: Folding = None
 
 def assemble(p: Plan) -> tuple[Plan, Network, Schedule]:
     """Amaranth top and schedule of a hardware plan (the layer diff passes its debug plan)."""
-    net = Network(p.stages, p.names)
+    net = Network(p.stages, p.names, p.sources, p.fifos)
     timings = [stage_timing(n, safe_label(lbl, 80), spec, comp)
                for n, lbl, spec, comp in zip(p.names, p.layers, p.stages, net.stages, strict=True)]
     h, w, _ = p.input.frame
     oh, ow, _ = p.output.frame
-    sched = schedule(timings, h * w * p.input.beats, oh * ow * p.output.beats)
+    if p.sources is None:
+        sched = schedule(timings, h * w * p.input.beats, oh * ow * p.output.beats)
+    else:
+        frame = [t.kind in ("conv", "dense", "maxpool", "relayout", "gap") for t in timings]
+        sched = schedule_graph(timings, p.sources, frame, h * w * p.input.beats,
+                               oh * ow * p.output.beats)
     return p, net, sched
 
 
@@ -52,6 +57,10 @@ def manifest(p: Plan, sched: Schedule) -> dict:
         "folding": [{"stage": t.name, "kind": t.kind, "layers": t.layers, "pe": t.pe,
                      "simd": t.simd} for t in sched.stages],
         "notes": list(p.notes),
+        **({} if p.sources is None else {
+            "sources": p.sources,
+            "fifos": [{"stage": p.names[k], "port": port, "depth": d}
+                      for (k, port), d in sorted(p.fifos.items())]}),
     }
 
 

@@ -74,6 +74,10 @@ class Plan:
     input: Layout
     output: Layout
     notes: list[str] = field(default_factory=list)
+    # non-chain networks (converters/fpga/dag.py): each stage's producers (-1 = the input)
+    # and the shortcut FIFO depth on (stage, port) edges; None for chains
+    sources: list[list[int]] | None = None
+    fifos: dict[tuple[int, int], int] | None = None
 
 
 def _natural_perm(c: int, h: int, w: int) -> np.ndarray:
@@ -245,13 +249,20 @@ def _hw_weights(layer: L.Layer, frame, perm: np.ndarray) -> np.ndarray:
     return w.reshape(w.shape[0], c, kh * kw).transpose(0, 2, 1).copy()
 
 
-def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = True) -> Plan:
+def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = True,
+         fifo_depths: dict[tuple[int, int], int] | None = None) -> Plan:
     """Map a lowered IR graph onto hardware stages; raises EdgeError when it cannot.
 
-    fuse=False: thresholds as stages of their own (the layer diff's debug design)."""
+    fuse=False: thresholds as stages of their own (the layer diff's debug design).
+    Graphs with real-valued layers or grouped convs (issue #11) go to the DAG planner
+    (dag.py); `fifo_depths` overrides its shortcut FIFO depths (refused below the bound)."""
     if not graph.lowered:
         raise EdgeError("fpga: the graph is not lowered (call passes.pipeline.lower first)")
     refuse_on_target(graph, "fpga")
+    if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)) for layer in graph.layers):
+        from .dag import plan_graph
+
+        return plan_graph(graph, pe, simd, fuse, fifo_depths)
     layers = _chain(graph)
     infos = graph.infos()
     drafts = _drafts(layers, fuse)

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ...hw.specs import EngineSpec, PoolSpec, ThresholdSpec
+from ...hw.specs import (
+    AddSpec,
+    ConcatSpec,
+    EngineSpec,
+    GapSpec,
+    PoolSpec,
+    PReluSpec,
+    RequantSpec,
+    ThresholdSpec,
+)
+
+STREAM_KINDS = {RequantSpec: "requant", PReluSpec: "prelu", AddSpec: "add",
+                ConcatSpec: "concat", GapSpec: "gap"}
 
 HOP = 3  # cycles from a result's queue write to the next frame buffer reporting it full
 OUT_HOP = 2  # ... to the top-level output stream
@@ -59,11 +71,15 @@ def stage_timing(name: str, layers: str, spec, component) -> StageTiming:
                            else "dense", spec.pe, spec.simd, spec.compute_cycles,
                            spec.frame.write_cycles, component.latency, spec.macs, f"{a}x{w}")
     if isinstance(spec, PoolSpec):
-        return StageTiming(name, layers, "maxpool", None, spec.frame.lanes, spec.compute_cycles,
+        kind = "relayout" if spec.window.kernel == (1, 1) else "maxpool"
+        return StageTiming(name, layers, kind, None, spec.frame.lanes, spec.compute_cycles,
                            spec.frame.write_cycles, component.latency, 0, "")
     if isinstance(spec, ThresholdSpec):
         return StageTiming(name, layers, "threshold", None, spec.lanes, spec.compute_cycles,
                            spec.compute_cycles, component.latency, 0, "")
+    if type(spec) in STREAM_KINDS:
+        return StageTiming(name, layers, STREAM_KINDS[type(spec)], None, spec.lanes,
+                           spec.compute_cycles, spec.compute_cycles, component.latency, 0, "")
     raise TypeError(type(spec).__name__)
 
 
@@ -80,3 +96,22 @@ def schedule(timings: list[StageTiming], input_beats: int, output_beats: int) ->
             ready = done + OUT_HOP
     return Schedule(cycles_per_inference=ready, initiation_interval=ii, stages=timings,
                     input_beats=input_beats, output_beats=output_beats)
+
+
+def schedule_graph(timings: list[StageTiming], sources: list[list[int]], frame: list[bool],
+                   input_beats: int, output_beats: int) -> Schedule:
+    """The schedule of a non-chain network (dag.py), an estimate of the same model as
+    `schedule`: a frame stage (engine, pool, global average) starts once its whole input is in
+    and emits after its compute cycles; a stream stage follows its slowest input's last beat
+    by its pipeline depth. II = the slowest stage, as for chains."""
+    ii = max(max(t.compute_cycles, t.write_cycles) for t in timings)
+    last = {-1: input_beats}
+    for k, t in enumerate(timings):
+        ready = max(last[s] for s in sources[k])
+        if frame[k]:
+            last[k] = max(ready + HOP, ready + t.depth + HOP) + t.compute_cycles + t.depth
+        else:
+            last[k] = ready + t.depth + HOP
+    return Schedule(cycles_per_inference=last[len(timings) - 1] + OUT_HOP,
+                    initiation_interval=ii, stages=timings, input_beats=input_beats,
+                    output_beats=output_beats)

@@ -174,6 +174,7 @@ def _solve(layer: L.FixedThreshold, x: TensorInfo) -> None:
 
 
 SUPPORTED_ON = {"fpga"}  # targets that run every real-valued layer and grouped convs
+INT8_ON = {"cortex-m"}  # targets with 8-bit conv/dense and Quantize kernels (issue #11)
 
 
 def refuse_on_target(graph, target: str) -> None:
@@ -181,18 +182,20 @@ def refuse_on_target(graph, target: str) -> None:
 
     By layer type only (every fixed-point tensor comes from one of these layers), so that a
     backend's own checks still report graphs that are malformed in other ways."""
+    if target not in INT8_ON:
+        for layer in graph.layers:
+            if isinstance(layer, L.Quantize) or (
+                    isinstance(layer, (L.Dense, L.Conv2d)) and L.is_int8(layer.weights)):
+                what = "Quantize" if isinstance(layer, L.Quantize) else \
+                    f"8-bit {type(layer).__name__}"
+                raise EdgeError(f"{_where(layer)}: {what} (8-bit weights or activations) is "
+                                f"not supported by the {target} backend yet")
     if target in SUPPORTED_ON:
         return
     for layer in graph.layers:
         if isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)):
             raise EdgeError(f"{_where(layer)}: {type(layer).__name__} is not supported by the "
                             f"{target} backend yet")
-        if isinstance(layer, L.Quantize) or (
-                isinstance(layer, (L.Dense, L.Conv2d)) and L.is_int8(layer.weights)):
-            what = "Quantize" if isinstance(layer, L.Quantize) else \
-                f"8-bit {type(layer).__name__}"
-            raise EdgeError(f"{_where(layer)}: {what} (8-bit weights or activations) is not "
-                            f"supported by the {target} backend yet")
 
 
 def has_real_valued(graph) -> bool:

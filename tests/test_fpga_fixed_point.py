@@ -1,0 +1,342 @@
+"""FPGA backend, real-valued layers between binary layers (issue #11): the generated Verilog
+under cocotb + Icarus equals the golden model's fixed-point mode (`run --fixed-point`) bit for
+bit, and so does the Amaranth netlist.
+
+Models: the torch examples of test_fixed_point_layers.py (Bi-Real blocks with a grouped conv and
+a global average -> dense head, ReActNet RSign/RPReLU with a binary and a real-valued head, a
+depthwise conv concatenated with its input, ReLU + max-pool on fixed-point data, a concat of ±1
+maps after a grouped conv), plus wider variants (several beats per pixel, operands of different
+fracs so adds and concats shift). Expected values come from golden.run_all(fixed_point=True),
+never from the backend. The shortcut FIFO's depth is shown to matter: one beat below the planned
+deadlock bound, the network stalls; below the bound, the planner refuses the override.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import edge_sdk
+from edge_sdk import fixedpoint as fx
+from edge_sdk import golden, targets
+from edge_sdk.converters.fpga import generate, simulate, simulate_amaranth
+from edge_sdk.converters.fpga.generate import assemble, manifest
+from edge_sdk.converters.fpga.plan import plan
+from edge_sdk.converters.fpga.stream_io import beats_per_inference, decode_outputs
+from edge_sdk.errors import EdgeError
+from edge_sdk.hw.fixed_stages import AddStage, GapStage, PReluStage, RequantStage
+from edge_sdk.hw.simtools import run_streams
+from edge_sdk.hw.specs import AddSpec, GapSpec, PReluSpec, RequantSpec, Values
+from edge_sdk.ir import layers as L
+
+torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
+
+import test_fixed_point_layers as fpl
+import torch_nets as tn
+from conftest import run_cli
+
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
+
+
+def _scaled_stem(model, factor: float):
+    """The stem's BN scaled up: its output needs a coarser frac than the residual branch, so
+    adds and concats shift their operands (rounded right shifts on negative values too)."""
+    with torch.no_grad():
+        model.bn0.weight.mul_(factor)
+        model.bn0.bias.mul_(factor)
+    return model
+
+
+WIDE = {
+    "bireal_40_fracs": lambda: _scaled_stem(fpl.BiReal(c=40, seed=1), 3000.0),
+    "depthwise_concat_40_fracs": lambda: _scaled_stem(fpl.DepthwiseConcat(c=40, seed=2),
+                                                      3000.0),
+    "sign_concat_40": lambda: fpl.SignConcat(c=40, seed=3),
+    "reactnet_40": lambda: fpl.ReAct(c=40, seed=4),
+}
+MODELS = {**fpl.MODELS, **WIDE}
+
+
+@pytest.fixture(scope="module")
+def onnx_paths(tmp_path_factory):
+    """Each model exported once (torchscript exporter: BatchNormalization nodes kept)."""
+    folder = tmp_path_factory.mktemp("fpga_fixed_models")
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = tn.export(MODELS[name](), torch.zeros((2, *fpl.SHAPE)),
+                                    folder / f"{name}.onnx", False)
+        return cache[name]
+
+    return get
+
+
+def _load(path):
+    return edge_sdk.load(path, input_range=(fpl.LO, fpl.HI)).ir
+
+
+def _inputs(n: int, seed: int) -> np.ndarray:
+    x = fpl._inputs(n, seed=seed)
+    x[0], x[1] = fpl.LO, fpl.HI  # the extremes of the input range
+    return x
+
+
+def _want(ir, x):
+    """(tensor feeding Scores, model output) of the fixed-point golden model."""
+    env = golden.run_all(ir, x, fixed_point=True)
+    scores = ir.producer(ir.outputs[0])
+    return env[scores.inputs[0]], env[ir.outputs[0]]
+
+
+def _check(ir, x, scores):
+    want, out = _want(ir, x)
+    assert scores.dtype == np.int64 and scores.shape == want.shape
+    bad = np.argwhere(scores != want)
+    assert bad.size == 0, (f"{len(bad)} differences, first at {bad[0]}: fpga "
+                           f"{scores[tuple(bad[0])]} vs golden {want[tuple(bad[0])]}")
+    np.testing.assert_array_equal(targets.output_of_scores(ir, scores, len(x)), out)
+
+
+# ---------------------------------------------------------------------------- whole models
+@needs_icarus
+@pytest.mark.parametrize("name", list(fpl.MODELS))
+def test_verilog_bit_exact_with_fixed_point_golden(onnx_paths, name):
+    ir = _load(onnx_paths(name))
+    files, _sched = generate(ir)
+    x = _inputs(3, seed=7)
+    scores, cycles, ii = simulate(files, ir, x)
+    _check(ir, x, scores)
+    assert cycles > 0 and ii > 0
+
+
+@pytest.mark.parametrize("name", list(WIDE))
+def test_amaranth_wide_models_bit_exact(onnx_paths, name):
+    ir = _load(onnx_paths(name))
+    p = plan(ir)
+    assert p.sources is not None
+    if "fracs" in name:  # the operands really are shifted
+        infos = ir.infos()
+        join = [la for la in ir.layers if isinstance(la, (L.AddTensors, L.Concat))]
+        assert any(len({infos[t].frac for t in la.inputs if infos[t].kind == "fixed"}
+                       | {la.frac}) > 1 for la in join)
+    x = _inputs(3, seed=8)
+    scores, _, _ = simulate_amaranth(ir, x)
+    _check(ir, x, scores)
+
+
+def test_grouped_conv_is_masked_engine_and_refusal_is_gone(onnx_paths):
+    ir = _load(onnx_paths("bireal"))
+    assert any(isinstance(la, L.GroupConv2d) and la.groups > 1 for la in ir.layers)
+    p = plan(ir)  # no "not supported by the fpga backend" any more
+    kinds = [n.split("_", 1)[1] for n in p.names]
+    assert {"engine", "requant", "add", "gap", "threshold"} <= set(kinds)
+    # masked weights: the grouped engine's ROM holds zeros outside each output's group
+    g = next(la for la in ir.layers if isinstance(la, L.GroupConv2d) and la.groups > 1)
+    stage = p.stages[next(k for k, lbl in enumerate(p.layers) if g.name in lbl.split(", "))]
+    rows, cin = stage.weights.shape[0] // g.groups, g.in_channels // g.groups
+    for o in range(stage.weights.shape[0]):
+        grp = o // rows
+        outside = np.delete(stage.weights[o], np.s_[grp * cin:(grp + 1) * cin], axis=1)
+        assert not outside.any()
+
+
+def test_generation_is_byte_identical_across_conversions(onnx_paths):
+    a, _ = generate(_load(onnx_paths("reactnet")))
+    b, _ = generate(_load(onnx_paths("reactnet")))  # a second, independent load
+    assert a == b
+
+
+# ---------------------------------------------------------------------------- FIFO sizing
+def _run_plan(p, ir, x, max_cycles=None):
+    p, net, sched = assemble(p)
+    info = manifest(p, sched)
+    q = golden.quantise_input(ir.layers[0], x)
+    from edge_sdk.converters.fpga.stream_io import encode_inputs
+
+    beats = encode_inputs(info["input"], q)
+    n_out = len(x) * beats_per_inference(info["output"])
+    limit = max_cycles or 4 * (sched.cycles_per_inference + len(x) *
+                               sched.initiation_interval) + 2000
+    out, _, _ = run_streams(net, net.i, net.o, beats, n_out, max_cycles=limit)
+    return decode_outputs(info["output"], out, len(x))
+
+
+def test_shortcut_fifo_depth_is_the_deadlock_bound(onnx_paths):
+    """A direct shortcut (Bi-Real's second block: the add reads the fork's stream) needs one
+    frame of the fork's stream, less the beat the fork itself holds: exactly 35 of 36 beats
+    works, 34 stalls the network for good. The planner's bound (36) keeps that beat spare."""
+    ir = _load(onnx_paths("bireal"))
+    p = plan(ir)
+    frame = 6 * 6  # the fork's stream: 6x6 pixels, 8 channels in one beat
+    direct = [(j, port) for (j, port) in p.fifos if p.sources[j][port] >= 0
+              and p.names[j].endswith("add")]
+    assert direct and all(p.fifos[e] >= frame for e in p.fifos)
+    x = _inputs(2, seed=3)
+    _check(ir, x, _run_plan(plan(ir, fifo_depths={e: frame for e in p.fifos}), ir, x))
+    tight = plan(ir)
+    tight.fifos = {**tight.fifos, **{e: frame - 1 for e in direct}}  # past the refusal
+    _check(ir, x, _run_plan(tight, ir, x))
+    shallow = plan(ir)
+    shallow.fifos = {**shallow.fifos, **{e: frame - 2 for e in direct}}
+    with pytest.raises(TimeoutError):
+        _run_plan(shallow, ir, x, max_cycles=20_000)
+
+
+def test_too_shallow_fifo_is_refused(onnx_paths):
+    ir = _load(onnx_paths("reactnet"))
+    p = plan(ir)
+    edge = next(iter(p.fifos))
+    with pytest.raises(EdgeError, match="would deadlock"):
+        plan(ir, fifo_depths={edge: 35})
+
+
+# ---------------------------------------------------------------------------- stages alone
+def _stage_run(stage, beats, n_out):
+    out, _, _ = run_streams(stage, stage.i, stage.o, beats, n_out, max_cycles=100_000)
+    return out
+
+
+def _pack(vals, bits):
+    return sum((int(v) & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(vals))
+
+
+def _unpack(word, lanes, bits):
+    out = []
+    for k in range(lanes):
+        v = (word >> (k * bits)) & ((1 << bits) - 1)
+        out.append(v - (1 << bits) if v >> (bits - 1) else v)
+    return out
+
+
+def test_requant_and_prelu_stages_round_like_fixedpoint():
+    """Extreme and random values, negative ones included, against sdk/fixedpoint.py."""
+    rng = np.random.default_rng(0)
+    lanes, beats, c = 3, 2, 5
+    hi = (1 << 20) - 1
+    xs = rng.integers(-hi, hi + 1, size=(4, beats * lanes))
+    xs[0], xs[1] = hi, -hi
+    xs[:, c:] = 0
+    mult = rng.integers(-(1 << 29), 1 << 29, size=c)
+    add = rng.integers(-(1 << 40), 1 << 40, size=c)
+    shift = 31
+    want = fx.affine(xs[:, :c].reshape(4, c), mult, add, shift)
+    b = int(np.abs(want).max())
+    spec = RequantSpec(lanes, beats, 2, c, in_values=Values("int", -hi, hi),
+                       out_values=Values("int", -b, b), mult=mult, add=add, shift=shift)
+    stage = RequantStage(spec)
+    ib, ob = spec.in_values.bits, spec.out_values.bits
+    words = [_pack(row[k * lanes:(k + 1) * lanes], ib) for row in xs for k in range(beats)]
+    got = [v for w in _stage_run(stage, words, len(words)) for v in _unpack(w, lanes, ob)]
+    got = np.array(got).reshape(4, beats * lanes)[:, :c]
+    np.testing.assert_array_equal(got, want)
+
+    slope = np.array([0, 1 << 15, 12345, -7000, 32767])
+    want = fx.prelu(xs[:, :c], slope)
+    b = fx.prelu_bound(hi, slope)
+    pspec = PReluSpec(lanes, beats, 2, c, in_values=Values("int", -hi, hi),
+                      out_values=Values("int", -b, b), slope_q=slope)
+    ob = pspec.out_values.bits
+    got = [v for w in _stage_run(PReluStage(pspec), words, len(words))
+           for v in _unpack(w, lanes, ob)]
+    np.testing.assert_array_equal(np.array(got).reshape(4, beats * lanes)[:, :c], want)
+
+
+def test_gap_and_add_stages_round_like_fixedpoint():
+    rng = np.random.default_rng(1)
+    lanes, beats, pixels, c = 2, 2, 9, 4
+    hi = (1 << 24) - 1
+    x = rng.integers(-hi, hi + 1, size=(2, pixels, beats * lanes))
+    x[0] = -hi  # the most negative sum
+    want = fx.gap(x[:, :, :c].transpose(0, 2, 1).reshape(2, c, 3, 3))
+    b = fx.gap_bound(hi, pixels)
+    spec = GapSpec(lanes, beats, pixels, c, in_values=Values("int", -hi, hi),
+                   out_values=Values("int", -b, b), mult=fx.gap_multiplier(pixels),
+                   shift=fx.GAP_SHIFT)
+    ib, ob = spec.in_values.bits, spec.out_values.bits
+    words = [_pack(x[n, p, k * lanes:(k + 1) * lanes], ib) for n in range(2)
+             for p in range(pixels) for k in range(beats)]
+    got = [v for w in _stage_run(GapStage(spec), words, 2 * beats)
+           for v in _unpack(w, lanes, ob)]
+    np.testing.assert_array_equal(np.array(got).reshape(2, -1)[:, :c], want)
+
+    # add: operand 0 shifted right by 3 (rounded), operand 1 left by 2
+    a = rng.integers(-hi, hi + 1, size=40)
+    a[:4] = [-hi, hi, -4, -12]
+    bb = rng.integers(-1000, 1001, size=40)
+    want = fx.align(a, 5, 2) + fx.align(bb, 0, 2)
+    bound = int(fx.align_bound(hi, 5, 2)) + 4000
+    aspec = AddSpec(1, 1, 40, 1, in_values=(Values("int", -hi, hi), Values("int", -1000, 1000)),
+                    shifts=(-3, 2), out_values=Values("int", -bound, bound))
+    stage = AddStage(aspec)
+    ob = aspec.out_values.bits
+    got = []
+
+    async def bench(ctx):
+        k = 0
+        while len(got) < len(a):
+            ctx.set(stage.i0.valid, k < len(a))
+            ctx.set(stage.i1.valid, k < len(a))
+            if k < len(a):
+                ctx.set(stage.i0.payload, int(a[k]) & ((1 << 25) - 1))
+                ctx.set(stage.i1.payload, int(bb[k]) & ((1 << aspec.in_values[1].bits) - 1))
+            ctx.set(stage.o.ready, 1)
+            _, _, r0, v, p = await ctx.tick().sample(stage.i0.ready, stage.o.valid,
+                                                     stage.o.payload)
+            if r0 and k < len(a):
+                k += 1
+            if v:
+                got.append(_unpack(p, 1, ob)[0])
+
+    from amaranth.sim import Simulator
+
+    sim = Simulator(stage)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------- CLI
+@needs_icarus
+def test_cli_convert_simulate_check(onnx_paths, tmp_path):
+    path = onnx_paths("reactnet_real_head")
+    out = tmp_path / "fpga"
+    proc = run_cli("convert", path, "--target", "fpga", "-o", out, "--input-range",
+                   f"{fpl.LO},{fpl.HI}")
+    assert proc.returncode == 0, proc.stderr
+    x = _inputs(3, seed=9)
+    np.save(tmp_path / "x.npy", x)
+    proc = run_cli("simulate", out, "--input", tmp_path / "x.npy", "--output",
+                   tmp_path / "y.npy", "--check")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    _, want = _want(_load(path), x)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
+
+
+# ---------------------------------------------------------------------------- slow
+@pytest.mark.slow
+@needs_icarus
+@pytest.mark.parametrize("name", list(MODELS))
+def test_verilog_many_inputs(onnx_paths, name):
+    ir = _load(onnx_paths(name))
+    files, _ = generate(ir)
+    x = _inputs(24, seed=11)
+    scores, _, _ = simulate(files, ir, x)
+    _check(ir, x, scores)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("name", ["bireal", "reactnet", "depthwise_concat", "sign_concat"])
+def test_amaranth_other_seeds(tmp_path, name, seed):
+    make = {"bireal": fpl.BiReal, "reactnet": fpl.ReAct,
+            "depthwise_concat": fpl.DepthwiseConcat, "sign_concat": fpl.SignConcat}[name]
+    path = tn.export(make(c=24, seed=20 + seed), torch.zeros((2, *fpl.SHAPE)),
+                     tmp_path / "m.onnx", False)
+    ir = _load(path)
+    x = _inputs(16, seed=seed)
+    scores, _, _ = simulate_amaranth(ir, x, pe=4, simd=8)
+    _check(ir, x, scores)
