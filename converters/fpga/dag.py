@@ -143,6 +143,7 @@ class _Builder:
         self.frame_stage: list[bool] = []
         self.notes: list[str] = []
         self.streams: dict[str, Stream] = {}
+        self.tensors: list[str | None] = []
         self.pe, self.simd = pe, simd
 
     # ------------------------------------------------------------------ structure
@@ -187,7 +188,10 @@ class _Builder:
         return geo
 
     # ------------------------------------------------------------------ stages
-    def add_stage(self, spec, kind: str, label: str, sources: list[int], frame: bool) -> int:
+    def add_stage(self, spec, kind: str, label: str, sources: list[int], frame: bool,
+                  tensor: str | None = None) -> int:
+        """Append a stage; `tensor` = the IR tensor it streams out (None: a relayout)."""
+        self.tensors.append(tensor)
         self.stages.append(spec)
         self.names.append(f"s{len(self.stages) - 1}_{kind}")
         self.labels.append(label)
@@ -262,8 +266,16 @@ class _Builder:
         in_layout = P.Layout(in_stream.shape, in_stream.frame, in_stream.perm, in_stream.values,
                              in_stream.lanes, in_stream.beats)
         out_layout = P.Layout(out.shape, out.frame, out.perm, out.values, out.lanes, out.beats)
+        outputs = []
+        for t in self.tensors:
+            if t is None:
+                outputs.append(None)
+                continue
+            st = self.streams[t]
+            outputs.append((t, P.Layout(st.shape, st.frame, st.perm, st.values, st.lanes,
+                                        st.beats)))
         return P.Plan(self.stages, self.names, self.labels, in_layout, out_layout, self.notes,
-                      sources=self.sources, fifos=fifos)
+                      sources=self.sources, fifos=fifos, outputs=outputs)
 
     def stage(self, group: list[L.Layer], fold) -> None:
         head, infos = group[0], self.infos
@@ -284,7 +296,7 @@ class _Builder:
             layer = _group_weights(head) if isinstance(head, L.GroupConv2d) else head
             spec, values = P._engine(layer, group, self.fspec(s, simd), pe, s.frame, s.perm,
                                      infos)
-            k = self.add_stage(spec, "engine", label, [s.src], True)
+            k = self.add_stage(spec, "engine", label, [s.src], True, group[-1].output)
             if isinstance(head, L.Dense):
                 o = info.shape[0]
                 frame, perm = (1, 1, o), np.arange(o, dtype=np.int64).reshape(1, 1, o)
@@ -300,7 +312,7 @@ class _Builder:
                                 f"backend cannot lay out for a pool")
             lanes = max(1, min(s.frame[2], P.POOL_WORD_BITS // s.values.bits))
             spec = P._pool(head, self.fspec(s, lanes), infos)
-            k = self.add_stage(spec, "pool", label, [s.src], True)
+            k = self.add_stage(spec, "pool", label, [s.src], True, head.output)
             self.streams[head.output] = replace(
                 self.out_stream(head, s, k, s.values, spec.out_lanes, spec.out_beats),
                 frac=s.frac)
@@ -316,7 +328,7 @@ class _Builder:
             spec = ThresholdSpec(lanes=s.lanes, beats=s.beats, pixels=h * w, channels=c,
                                  in_values=s.values, consts=consts,
                                  ternary_out=bool(np.any(head.zero)))
-            k = self.add_stage(spec, "threshold", label, [s.src], False)
+            k = self.add_stage(spec, "threshold", label, [s.src], False, head.output)
             self.streams[head.output] = replace(s, values=spec.out_values, src=k, frac=0)
             return
         if isinstance(head, L.Requant):
@@ -329,7 +341,7 @@ class _Builder:
                 int(np.max(np.abs(spec.add), initial=0))
             if bound_shape(top).width > INT64_BITS:
                 raise EdgeError(f"{_where(head)}: the affine product needs more than 64 bits")
-            k = self.add_stage(spec, "requant", label, [s.src], False)
+            k = self.add_stage(spec, "requant", label, [s.src], False, head.output)
             self.streams[head.output] = replace(s, values=out, src=k, frac=info.frac)
             return
         if isinstance(head, L.PRelu):
@@ -337,7 +349,7 @@ class _Builder:
             out = _values(info)
             spec = PReluSpec(s.lanes, s.beats, h * w, c, in_values=s.values, out_values=out,
                              slope_q=np.asarray(head.slope_q, np.int64), shift=fx.PRELU_SHIFT)
-            k = self.add_stage(spec, "prelu", label, [s.src], False)
+            k = self.add_stage(spec, "prelu", label, [s.src], False, head.output)
             self.streams[head.output] = replace(s, values=out, src=k, frac=info.frac)
             return
         if isinstance(head, L.GlobalAvgPool):
@@ -345,7 +357,7 @@ class _Builder:
             out = _values(info)
             spec = GapSpec(s.lanes, s.beats, h * w, c, in_values=s.values, out_values=out,
                            mult=fx.gap_multiplier(h * w), shift=fx.GAP_SHIFT)
-            k = self.add_stage(spec, "gap", label, [s.src], True)
+            k = self.add_stage(spec, "gap", label, [s.src], True, head.output)
             self.streams[head.output] = self.out_stream(head, s, k, out, s.lanes, s.beats)
             self.streams[head.output].frac = info.frac
             return
@@ -375,7 +387,7 @@ class _Builder:
                                                                          strict=True))
         if bound > max(abs(out.lo), abs(out.hi)):
             raise EdgeError(f"{_where(head)}: the aligned sum exceeds the IR bound")
-        k = self.add_stage(spec, "add", label, [s.src for s in ins], False)
+        k = self.add_stage(spec, "add", label, [s.src for s in ins], False, head.output)
         self.streams[head.output] = replace(a, shape=tuple(info.shape), values=out, src=k,
                                             frac=info.frac)
 
@@ -397,7 +409,7 @@ class _Builder:
         spec = ConcatSpec(lanes=lanes, pixels=h * w, channels=sum(chans),
                           in_beats=tuple(s.beats for s in ins),
                           in_values=tuple(s.values for s in ins), shifts=shifts, out_values=out)
-        k = self.add_stage(spec, "concat", label, [s.src for s in ins], False)
+        k = self.add_stage(spec, "concat", label, [s.src for s in ins], False, head.output)
         frame, perm = P._in_frame(info)
         self.streams[head.output] = Stream(tuple(info.shape), frame, perm, out, lanes,
                                            spec.out_beats, k, _frac(info))

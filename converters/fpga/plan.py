@@ -78,6 +78,9 @@ class Plan:
     # and the shortcut FIFO depth on (stage, port) edges; None for chains
     sources: list[list[int]] | None = None
     fifos: dict[tuple[int, int], int] | None = None
+    # non-chain networks: per stage, the IR tensor it streams out and its layout (None for a
+    # relayout stage, which re-cuts its input's beats); the layer diff's probes read it
+    outputs: list[tuple[str, Layout] | None] | None = None
 
 
 def _natural_perm(c: int, h: int, w: int) -> np.ndarray:

@@ -53,6 +53,11 @@ def debug_plan(ir: Graph, pe: Folding = None, simd: Folding = None, fuse: bool =
 
 def probes_of(ir: Graph, p: Plan, fuse: bool = False) -> list[Probe]:
     """Which IR tensor each stage of `p` streams out, and the stream's layout."""
+    if p.outputs is not None:  # a non-chain plan (dag.py) records it per stage
+        return [Probe(name, tensor, tuple(lay.shape), tuple(lay.frame), lay.perm, lay.lanes,
+                      lay.beats, lay.values)
+                for name, out in zip(p.names, p.outputs, strict=True) if out is not None
+                for tensor, lay in [out]]
     infos = ir.infos()
     frame, perm = _in_frame(infos[ir.layers[0].output])
     kind = "int"
