@@ -151,6 +151,7 @@ class Planner(FixedLayers, Int8Layers):
         self.in_dtype = "int16"
         self.in_range = (0, 0)
         self.in_size = 0
+        self.scratch: dict[str, int] = {}  # buffers that hold no IR tensor -> words
 
     # ------------------------------------------------------------------ helpers
     def new_buffer(self) -> str:
@@ -430,7 +431,7 @@ class Planner(FixedLayers, Int8Layers):
         return plan
 
     def buffer_words(self) -> dict[str, int]:
-        words: dict[str, int] = {}
+        words: dict[str, int] = dict(self.scratch)
         for st in self.env.values():
             if st.buffer not in (IN_BUFFER, OUT_BUFFER):
                 words[st.buffer] = max(words.get(st.buffer, 0), st.words)

@@ -36,6 +36,7 @@ class Int8Layers:
             raise EdgeError(f"{_where(i, layer)}: reads ±1 data laid out as {src.channels} "
                             f"channels x {src.pixels} pixels as {info.size} values")
         dst = Storage(self.new_buffer(), "int32", info.size)
+        self.scratch[dst.buffer] = dst.words  # placed by liveness like any tensor buffer
         self.emit(i, "unpack", unpack_bits, (src.channels, src.pixels, src.mask),
                   [self.arg(src), self.arg(dst)],
                   f"layer {i}: unpack {info.size} ±1 values for an 8-bit layer")

@@ -5,7 +5,7 @@ Runs on a normalised model (constants folded, shapes inferred), walking the node
 - A quantiser whose data input is a constant (a weight) is evaluated with the reference
   executor's float arithmetic (qonnx_ops.py) and becomes an initializer: binary weights arrive as
   ±scale, 2-bit ones as {-scale, 0, +scale}; anything with more integer levels is refused here,
-  naming the Quant node. An 8-bit Quant of a weight (zero point 0, codes in [-127, 127]) is the
+  naming the Quant node. An 8-bit Quant of a weight (zero point 0, codes in [-128, 127]) is the
   exception (issue #11): the Conv/Gemm/MatMul reading it runs on the integer codes, and the
   weight scale becomes a Mul on its accumulator (`linear_int8`).
 - An 8-bit Quant on data (the input of an 8-bit last layer) becomes an `edge_sdk.Quantize`
@@ -423,7 +423,7 @@ class Lowering:
         lo, hi = int(codes.min(initial=0)), int(codes.max(initial=0))
         if lo < Q.INT8_CODE_MIN or hi > Q.INT8_CODE_MAX:
             self.fail(f"8-bit weight codes reach [{lo}, {hi}]; edge-sdk's 8-bit layers take "
-                      f"[{Q.INT8_CODE_MIN}, {Q.INT8_CODE_MAX}] (quantise with narrow_range)")
+                      f"[{Q.INT8_CODE_MIN}, {Q.INT8_CODE_MAX}] (signed 8-bit codes)")
         name = node.output[0]
         self.consts[name] = y
         self.inits.append(numpy_helper.from_array(y, name))

@@ -33,7 +33,7 @@ QONNX_OPS = ("BipolarQuant", "Quant", "IntQuant", "MultiThreshold", "Trunc")
 QONNX_OPSETS = (1, 2)
 READABLE_BITS = (1, 2)  # binary and ternary anywhere
 INT8_BITS = (8,)  # weights of 8-bit layers and the data they read (issue #11)
-INT8_CODE_MIN, INT8_CODE_MAX = -127, 127
+INT8_CODE_MIN, INT8_CODE_MAX = -128, 127
 
 
 def is_supported(domain: str, op_type: str) -> bool:

@@ -50,16 +50,16 @@ def classify(w: np.ndarray, where: str) -> ClassifiedWeights:
     return ClassifiedWeights(values, scale, kind)
 
 
-INT8_MAX = 127
+INT8_MIN, INT8_MAX = -128, 127
 
 
 def int8_codes(w: np.ndarray) -> np.ndarray | None:
-    """w [O, ...] as int8 [O, K] when every value is an integer in [-127, 127] (an 8-bit
+    """w [O, ...] as int8 [O, K] when every value is an integer in [-128, 127] (an 8-bit
     layer's codes, e.g. a QONNX 8-bit Quant's weights once their scale was moved onto the
     accumulator); None otherwise. The product with integer data is then exact."""
     rows = np.asarray(w).reshape(np.shape(w)[0], -1).astype(np.float64)
     if not np.all(np.isfinite(rows)) or np.any(rows != np.round(rows)):
         return None
-    if rows.size and np.abs(rows).max() > INT8_MAX:
+    if rows.size and (rows.max() > INT8_MAX or rows.min() < INT8_MIN):
         return None
     return rows.astype(np.int8)

@@ -163,7 +163,7 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
 
 def _acc_bound(layer: L.Layer, x: TensorInfo) -> int:
     """Largest |accumulator|: K * max|x| for ±1/0 weights, max row sum |w| * max|x| for
-    8-bit weights (their codes reach 127)."""
+    8-bit weights (their codes reach -128)."""
     weights = layer.weights
     if L.is_int8(weights):
         v = np.asarray(weights.values)

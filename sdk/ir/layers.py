@@ -81,8 +81,9 @@ class PackedWeights:
 @dataclass
 class Int8Weights:
     """8-bit weights (issue #11: the first conv and the last dense of QuickNet/ReActNet-style
-    networks): int8 codes in [-127, 127], one row per output channel ([O, K], im2col order),
-    never bit-packed. The real weight is code * s_o; the per-output-channel scale s_o is not
+    networks): int8 codes in [-128, 127], one row per output channel ([O, K], im2col order),
+    never bit-packed. Symmetric quantisers (narrow range, and the SDK's own calibration) stay
+    in [-127, 127]; Brevitas' non-narrow 8-bit weights do reach -128. The real weight is code * s_o; the per-output-channel scale s_o is not
     stored here but applied by the float ops that follow (an `Affine`'s first `Mul`, or
     `Scores`), so BatchNorm + sign after the layer still folds into exact integer thresholds.
 
@@ -126,7 +127,7 @@ class Int8Weights:
 
 
 Weights = IntWeights | PackedWeights | Int8Weights
-INT8_MIN, INT8_MAX = -127, 127
+INT8_MIN, INT8_MAX = -128, 127
 
 
 def is_int8(weights) -> bool:
