@@ -76,7 +76,7 @@ def _measure(folder: Path, ir: Graph, info: codegen.ModelInfo, board: boards.Boa
         "ram_bytes": sizes["data"] + sizes["bss"],
         **info.facts(),
     }
-    if board.qemu_machine is not None:  # unicorn emulates the same core
+    if board.cpu in icount.UNICORN_CPUS:  # unicorn runs edge_model_run from any board's ELF
         res = icount.count_instructions(elf, board, _inputs(info, REPORT_SAMPLES),
                                         info.output_size)
         counts = [int(c) for c in res.instructions]

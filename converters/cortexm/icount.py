@@ -49,6 +49,12 @@ _SCRATCH_BASE = 0x6000_0000
 _MAGIC_RETURN = _SCRATCH_BASE + 0x100
 _IN_OFFSET = 0x1000
 _PAGE = 0x1000
+# Board CPU -> unicorn's CPU model constant (unicorn.arm_const), for every core we target.
+UNICORN_CPUS = {
+    "cortex-m3": "UC_CPU_ARM_CORTEX_M3",
+    "cortex-m4": "UC_CPU_ARM_CORTEX_M4",
+    "cortex-m7": "UC_CPU_ARM_CORTEX_M7",
+}
 _THUMB_B_SELF = b"\xfe\xe7"  # `b .` so a stray resume at the magic address cannot run away
 
 
@@ -162,15 +168,10 @@ class Emulator:
         )
         self.io = self.image.firmware_io()
 
-        cpu_models = {
-            "cortex-m3": unicorn.arm_const.UC_CPU_ARM_CORTEX_M3,
-            "cortex-m4": unicorn.arm_const.UC_CPU_ARM_CORTEX_M4,
-            "cortex-m7": unicorn.arm_const.UC_CPU_ARM_CORTEX_M7,
-        }
-        if self.board.cpu not in cpu_models:
+        if self.board.cpu not in UNICORN_CPUS:
             raise EdgeError(f"board {self.board.name!r}: CPU {self.board.cpu} has no unicorn model")
         uc = unicorn.Uc(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
-        uc.ctl_set_cpu_model(cpu_models[self.board.cpu])
+        uc.ctl_set_cpu_model(getattr(arm_const, UNICORN_CPUS[self.board.cpu]))
         self.uc = uc
 
         regions = [
