@@ -50,8 +50,32 @@ def _check_fit(ir: Graph, board: str) -> None:
         raise EdgeError(
             f"fpga: the weights need {bits / 1024:.1f} kbit of ROM, the {board}'s "
             f"{device.upper()} has {brams} block RAMs of 4 kbit ({brams * BRAM_BITS / 1024:.0f} "
-            "kbit); the model does not fit this device (--board sim simulates it anyway)"
+            f"kbit); the model does not fit this device; {smallest_device(bits)} (--board sim "
+            "simulates it anyway)"
         )
+
+
+# Block RAM of the Lattice parts a user would move to, smallest first (kbit, LUTs): iCE40
+# (DS1040/DS1048: 4 kbit EBRs) and ECP5 (FPGA-DS-02012: 18 kbit EBRs). Only the iCE40s are
+# targets of this SDK; the ECP5 rows tell how far a model is from fitting anything.
+FIT_DEVICES = (
+    ("iCE40 UP5K", 120, 5280),
+    ("iCE40 HX8K", 128, 7680),
+    ("ECP5 LFE5U-12F", 576, 12_000),
+    ("ECP5 LFE5U-25F", 1008, 24_000),
+    ("ECP5 LFE5U-45F", 1944, 44_000),
+    ("ECP5 LFE5U-85F", 3744, 84_000),
+)
+
+
+def smallest_device(bits: int) -> str:
+    """Which listed device's block RAM would first hold `bits` of weights (or none)."""
+    for name, kbit, luts in FIT_DEVICES:
+        if bits <= kbit * 1024:
+            return (f"the smallest device whose block RAM holds them is the {name} ({kbit} kbit, "
+                    f"{luts} LUTs)")
+    name, kbit, _ = FIT_DEVICES[-1]
+    return f"no listed device holds them (largest: {name}, {kbit} kbit)"
 
 
 def convert(ir: Graph, options: dict, folder: Path) -> dict:
