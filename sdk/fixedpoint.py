@@ -43,7 +43,8 @@ grid of a quantiser with real scale s, zero point z and codes [lo, hi]:
     q = clip(((x * M + 2**(S-1)) >> S) + z, lo, hi) - z        M = round(2**(S - f) / s)
 
 M is the exact rational 2**(S-f)/s rounded half to even, S in [1, QUANT_SHIFT_MAX] the largest
-that keeps M < 2**30; the product in int64 (|x| < 2**31). Rounding is half up (the shift
+that keeps M < 2**30 (S = 1 with M < 2**31 when even that is too large; beyond, refused); the
+product in int64 (|x| < 2**31, so |x * M| < 2**62). Rounding is half up (the shift
 rule above), so a value exactly halfway between two codes may round differently from the
 source's half-to-even (QONNX Quant); M's own rounding moves x * 2**-f / s by at most
 |x| / 2**(S+1). The clip saturates: values beyond the code range take lo or hi, as the source

@@ -12,6 +12,11 @@ evaluates them, so the binary parts stay exact and the output equals onnxruntime
 (`fixed_point=True`, `run --fixed-point`): the integer rules of sdk/fixedpoint.py with the
 parameters the lowering recorded in the IR, i.e. what the targets compute. Graphs without
 real-valued layers give the same result in both modes.
+
+8-bit layers (`Int8Weights`) are exact integer products in both modes. `Quantize` rounds as the
+source's quantiser does (faithful) or by sdk/fixedpoint.py's integer rule (fixed point). A float
+layer quantised by a calibration set (`Int8Weights.float_values`) computes the source's float32
+product in faithful mode and the 8-bit one in fixed-point mode.
 """
 
 from __future__ import annotations

@@ -592,3 +592,18 @@ def test_calibration_of_a_qonnx_model_refused(brevitas_paths):
     path = brevitas_paths["mlp_signs"]
     with pytest.raises(EdgeError, match="calibration set is for plain ONNX models"):
         import_model(load_onnx(path), str(path), (LO, HI), inputs((FLAT,), 4, seed=0))
+
+
+def test_layer_diff_against_the_sources(brevitas_paths, float_paths):
+    """`edge-sdk diff` (golden vs the source executor, tensor by tensor) finds no diverging
+    tensor in a Brevitas model or a calibrated float model, the 8-bit layers included."""
+    from edge_sdk import diff
+
+    x = inputs(IMG, 20, seed=12)
+    for m in (load_brevitas(brevitas_paths["conv_gap"]),
+              calibrated(float_paths["float_conv_gap"], inputs(IMG, 32, seed=7))):
+        cmp = diff.source_vs_golden(m, x)
+        assert not cmp.skipped
+        first = m.ir.layers[1].name
+        assert any(r.site.layer == first for r in cmp.rows)  # the 8-bit conv is compared
+        assert all(r.mismatch is None for r in cmp.rows), [r for r in cmp.rows if r.mismatch]

@@ -13,6 +13,11 @@ faithful golden mode) and, after `passes.fixed_point`, their fixed-point paramet
 `--fixed-point` mode and the targets; rules in sdk/fixedpoint.py). Grouped and depthwise
 binary convs are `GroupConv2d`.
 
+8-bit first and last layers (QuickNet, ReActNet, Bi-Real keep them): `Dense`/`Conv2d` with
+`Int8Weights` (never packed; their per-channel scale is the next Affine/Scores op, so BN + sign
+still folds to integer thresholds), and `Quantize`, which puts a real-valued tensor on the
+integer grid an 8-bit layer reads.
+
 Layout: activations are NCHW (conv) or NC (dense), batch first; the batch is free.
 """
 

@@ -52,15 +52,31 @@ class FoldThresholds(Pass):
                 tau=np.array([s.tau for s in solved], dtype=np.int64),
                 flip=np.array([s.flip for s in solved], dtype=bool),
                 zero=np.array([s.zero for s in solved], dtype=bool),
-                ops=list(ops),
-                mode=layer.mode,
             )
+            if _float_in_faithful_mode(graph, src):
+                thr.ops, thr.mode = list(ops), layer.mode
             graph.layers[graph.layers.index(layer)] = thr
             if affine is not None and not graph.consumers(affine.output) \
                     and affine.output not in graph.outputs:
                 graph.layers.remove(affine)
             changed = True
         return changed
+
+
+def _float_in_faithful_mode(graph, tensor: str) -> bool:
+    """Whether the accumulator is a calibrated float layer's (Int8Weights.float_values), which
+    the faithful golden mode computes in float32: its Threshold then keeps the source's ops
+    and mode to binarise those floats as the source does."""
+    while True:
+        try:
+            producer = graph.producer(tensor)
+        except KeyError:
+            return False
+        if isinstance(producer, (L.MaxPool, L.Flatten, L.Reshape)):
+            tensor = producer.inputs[0]
+            continue
+        weights = getattr(producer, "weights", None)
+        return getattr(weights, "float_values", None) is not None
 
 
 def _first_bad_channel(forms, mode, lo, hi) -> str:
