@@ -133,6 +133,13 @@ def quantise_input(layer: L.Input, x: np.ndarray) -> np.ndarray:
             f"input: shape {list(x.shape)} does not match the model's input [N, "
             f"{', '.join(map(str, shape))}] (N = batch)"
         )
+    if layer.rounding:
+        xf = x.astype(np.float64)
+        if not np.all(np.isfinite(xf)):
+            raise EdgeError("input: holds NaN or infinity")
+        if layer.rounding != "half_even":
+            raise EdgeError(f"input: unknown rounding {layer.rounding!r}")
+        return quantize_float(x.astype(np.float32), layer.scale, 0, layer.lo, layer.hi)
     if np.issubdtype(x.dtype, np.integer):
         q = x.astype(np.int64)
         if layer.scale != 1.0 or layer.zero_point != 0:

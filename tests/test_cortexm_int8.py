@@ -71,7 +71,7 @@ def test_host_bit_exact_with_fixed_point_golden(models, tmp_path, name):
     assert cm.files == build(m.ir).files  # deterministic
     host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
                      cm.info.output_size)
-    x = t8.inputs(_shape(name), HOST_INPUTS, seed=3)
+    x = t8.model_inputs(name, HOST_INPUTS, seed=3)
     want = _want(m.ir, x)
     y = host.run(golden.quantise_input(m.ir.layers[0], x))
     bad = np.argwhere(y != want)
@@ -90,11 +90,11 @@ def test_plan_uses_the_int8_kernels(models):
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("name", ["conv_gap_channel", "float_conv_gap"])
+@pytest.mark.parametrize("name", ["conv_gap_inq", "float_conv_gap"])
 def test_qemu_bit_exact_with_fixed_point_golden(models, tmp_path, name):
     folder = targets.convert(models[name], "cortex-m", tmp_path / "out", {})
     meta, ir = targets.open_build(folder)
-    x = t8.inputs(_shape(name), QEMU_INPUTS, seed=5)
+    x = t8.model_inputs(name, QEMU_INPUTS, seed=5)
     want = _want(ir, x)
     q = golden.quantise_input(ir.layers[0], x)
     y, _ = backend.simulate(folder, meta, ir, q, x, count=False)
@@ -113,7 +113,7 @@ def test_host_other_seeds(tmp_path, name, seed):
     cm = build(m.ir)
     host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
                      cm.info.output_size)
-    x = t8.inputs(_shape(name), 2000, seed=seed)
+    x = t8.model_inputs(name, 2000, seed=seed)
     np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)),
                                   _want(m.ir, x))
 
@@ -211,7 +211,7 @@ def test_every_tensor_on_the_device_equals_fixed_point_golden(models, tmp_path, 
     from edge_sdk.converters.cortexm import debug_dumps
 
     ir = models[name].ir
-    x = t8.inputs(_shape(name), 8, seed=11)
+    x = t8.model_inputs(name, 8, seed=11)
     env = golden.run_all(ir, x, fixed_point=True)
     dumps = debug_dumps.dump(ir, x, tmp_path / "debug")
     int8 = [layer.output for layer in ir.layers if isinstance(layer, (L.Dense, L.Conv2d))

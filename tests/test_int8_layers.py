@@ -82,6 +82,7 @@ def brevitas_model(name: str, seed: int = 0) -> nn.Module:
       an unsigned 8-bit activation (negative averages clip to 0).
     mlp_signs: QuantLinear 8-bit on the integer input -> BN -> sign -> binary dense -> BN ->
       sign -> QuantLinear 8-bit reading the ±1 data directly.
+    conv_gap_inq: conv_gap behind an unsigned 8-bit input quantiser: real-valued inputs.
     """
     from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
     from brevitas.quant import (
@@ -113,7 +114,9 @@ def brevitas_model(name: str, seed: int = 0) -> nn.Module:
     channel = name == "conv_gap_channel"
     wq = Int8WeightPerChannelFloat if channel else Int8WeightPerTensorFloat
     extra = {"weight_narrow_range": False} if channel else {}
+    head = [QuantIdentity(act_quant=Uint8ActPerTensorFloat)] if name == "conv_gap_inq" else []
     model = nn.Sequential(
+        *head,
         QuantConv2d(1, c, 3, padding=1, bias=channel, weight_quant=wq, **extra),
         nn.BatchNorm2d(c), sign(),
         QuantConv2d(c, c, 3, padding=1, bias=False,
@@ -125,7 +128,8 @@ def brevitas_model(name: str, seed: int = 0) -> nn.Module:
     return _settle(model, IMG, gen)
 
 
-BREVITAS = {"conv_gap": IMG, "conv_gap_channel": IMG, "mlp_signs": (FLAT,)}
+BREVITAS = {"conv_gap": IMG, "conv_gap_channel": IMG, "mlp_signs": (FLAT,), "conv_gap_inq": IMG}
+REAL_INPUT = ("conv_gap_inq",)  # the model quantises its own (real-valued) input
 
 
 def export_brevitas(name: str, folder, seed: int = 0):
@@ -205,10 +209,19 @@ def export_float(name: str, folder, seed: int = 0):
     return tn.export(make(seed=seed), torch.zeros((2, *shape)), folder / f"{name}.onnx", False)
 
 
-def inputs(shape, n: int, seed: int) -> np.ndarray:
-    x = np.random.default_rng(seed).integers(LO, HI + 1, size=(n, *shape)).astype(np.float32)
+def inputs(shape, n: int, seed: int, real: bool = False) -> np.ndarray:
+    """Integers in [LO, HI] (the extremes first); `real`: any float in [LO - 1, HI + 1]."""
+    rng = np.random.default_rng(seed)
+    if real:
+        return rng.uniform(LO - 1, HI + 1, size=(n, *shape)).astype(np.float32)
+    x = rng.integers(LO, HI + 1, size=(n, *shape)).astype(np.float32)
     x[0], x[1] = LO, HI
     return x
+
+
+def model_inputs(name: str, n: int, seed: int) -> np.ndarray:
+    shape = BREVITAS.get(name) or FLOAT[name][1]
+    return inputs(shape, n, seed, real=name in REAL_INPUT)
 
 
 def calibrated(path, cal: np.ndarray) -> Model:
@@ -231,6 +244,8 @@ def float_paths(tmp_path_factory):
 
 
 def load_brevitas(path) -> Model:
+    if any(str(path).endswith(f"{name}.qonnx.onnx") for name in REAL_INPUT):
+        return edge_sdk.load(path)  # its input quantiser fixes the input's integer range
     return edge_sdk.load(path, input_range=(LO, HI))
 
 
@@ -244,7 +259,8 @@ def test_brevitas_faithful_equals_qonnx_executor(brevitas_paths, name):
     assert len(int8) == 2 and m.ir.consumers(int8[-1].output)[0].kind == "scores"
     quantize = [layer for layer in m.ir.layers if isinstance(layer, L.Quantize)]
     assert len(quantize) == (0 if name == "mlp_signs" else 1)
-    x = inputs(BREVITAS[name], 300, seed=1)
+    assert (m.ir.layers[0].rounding == "half_even") == (name in REAL_INPUT)
+    x = model_inputs(name, 300, seed=1)
     ref = run_qonnx(brevitas_paths[name], x).astype(np.float32)
     y = m.run(x)
     assert_close_to_reference(y, ref, exact=False)
@@ -253,7 +269,7 @@ def test_brevitas_faithful_equals_qonnx_executor(brevitas_paths, name):
 @pytest.mark.parametrize("name", list(BREVITAS))
 def test_brevitas_fixed_point_argmax_agrees(brevitas_paths, name):
     m = load_brevitas(brevitas_paths[name])
-    x = inputs(BREVITAS[name], 400, seed=2)
+    x = model_inputs(name, 400, seed=2)
     ref = run_qonnx(brevitas_paths[name], x)
     got = m.run(x, fixed_point=True)
     agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
@@ -503,6 +519,26 @@ def test_faithful_quantize_equals_qonnx_quant(scale, zp, signed, narrow, xs):
                       "ROUND")
     got = golden.quantize_float(x, float(np.float32(scale)), zp, lo, hi)
     np.testing.assert_array_equal(got.astype(np.float32) * np.float32(scale), ref)
+
+
+def test_input_quantiser_rounds_real_inputs_like_qonnx(brevitas_paths):
+    """The absorbed input quantiser: the Input's integers equal the Quant node's output /
+    scale in qonnx's run, for real inputs, ties and out-of-range values included."""
+    from edge_sdk.converters.onnx.intermediates import run_qonnx_all
+
+    path = brevitas_paths["conv_gap_inq"]
+    m = load_brevitas(path)
+    inp = m.ir.layers[0]
+    assert (inp.lo, inp.hi, inp.rounding) == (0, 255, "half_even")
+    proto = onnx.load(str(path))
+    node = next(n for n in proto.graph.node if n.op_type == "Quant")
+    x = inputs(IMG, 100, seed=4, real=True)
+    x[0] = ((np.arange(36, dtype=np.float32) + np.float32(0.5)) * np.float32(inp.scale)
+            ).reshape(IMG)  # exact halves: rounded to even
+    x[1] = -3.0
+    ref = run_qonnx_all(path, x, [node.output[0]])[node.output[0]]
+    q = golden.quantise_input(inp, x)
+    np.testing.assert_array_equal(q.astype(np.float32) * np.float32(inp.scale), ref)
 
 
 def test_quantize_params_refuses_an_unrepresentable_multiplier():

@@ -365,6 +365,9 @@ class Frontend:
         if v.info.kind in ("bipolar", "ternary"):
             self.fail("an 8-bit quantiser of ±1 data is not supported")
         a = self.attrs()
+        if self._absorb_input_quantizer(v, a):
+            self.vals[node.output[0]] = self.vals[node.input[0]]
+            return
         self.vals[node.output[0]] = self.emit(
             L.Quantize, [v.tensor], scale=float(a["scale"]), zero_point=int(a["zero_point"]),
             lo=int(a["lo"]), hi=int(a["hi"]), in_source=True)
@@ -589,6 +592,22 @@ class Frontend:
             return
         self.fail("Relu is only supported where it is a no-op (on the model input, which it "
                   "restricts to non-negative integers); on ±1 data it maps -1 to 0")
+
+    def _absorb_input_quantizer(self, v: Val, a: dict) -> bool:
+        """An 8-bit quantiser (zero point 0) right on the model input is the model's own
+        input quantisation: the Input takes real values and rounds them as the quantiser
+        does (layers.Input.rounding), so a real-valued input needs no exact-integer form."""
+        if (not self._is_input(v) or any(layer.inputs for layer in self.layers)
+                or int(a["zero_point"]) != 0 or self.input_range is not None):
+            return False
+        layer = self.layers[0]
+        if layer.scale != 1.0 or layer.zero_point != 0 or layer.rounding:
+            return False
+        layer.lo, layer.hi = int(a["lo"]), int(a["hi"])
+        layer.scale, layer.rounding = float(a["scale"]), "half_even"
+        self.infos["input"] = infer(layer, [])
+        self.vals[self._input_name] = Val("input", self.infos["input"])
+        return True
 
     def _narrow_input(self, v: Val, lo: float | None, hi: float | None) -> bool:
         """A Relu/Clip right on the model input declares its domain: narrow the input range.

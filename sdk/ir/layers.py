@@ -197,7 +197,10 @@ class Input(Layer):
     """A model input: integers in [lo, hi], given as integer-valued numbers.
 
     A real input x maps to q = x / scale + zero_point, which must be an integer in [lo, hi];
-    the golden model refuses inputs that are not (no silent rounding).
+    the golden model refuses inputs that are not (no silent rounding). `rounding`
+    "half_even": the source itself quantises its input (an 8-bit QONNX Quant with zero point 0
+    right on the model input, issue #11), so q = clip(round(x / scale), lo, hi) in float32
+    as that quantiser computes it, for any real x.
     """
 
     shape: tuple[int, ...] = ()
@@ -205,6 +208,7 @@ class Input(Layer):
     hi: int = 255
     scale: float = 1.0
     zero_point: int = 0
+    rounding: str = ""
     kind: ClassVar[str] = "input"
 
 
