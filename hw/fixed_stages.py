@@ -13,7 +13,8 @@ within the pixel, results through a credit `OutputQueue` like the engines):
   GapStage       sum over pixels, then (sum * R + 2**(S-1)) >> S    latency 4 (last pixel)
   AddStage       align(x0) + align(x1), two joined streams          latency 2
   ConcatStage    input 0's beats of a pixel, then input 1's, ...    latency 2
-Plumbing: `Fork` (one stream to several consumers, each takes a beat when it is ready) and
+Plumbing: `BeatSplit` (a wide beat out as several narrow ones, so the multiplier stages above
+need fewer lanes when the II leaves them the cycles), `Fork` (one stream to several consumers, each takes a beat when it is ready) and
 `StreamFifo` (the shortcut buffer; its depth comes from the plan, see converters/fpga/dag.py).
 """
 
@@ -27,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import shape_for
 from .outq import OutputQueue
-from .specs import AddSpec, ConcatSpec, GapSpec, PReluSpec, RequantSpec, Values
+from .specs import AddSpec, ConcatSpec, GapSpec, PReluSpec, RequantSpec, SplitSpec, Values
 
 QUEUE_SLACK = 4
 
@@ -411,6 +412,41 @@ class ConcatStage(wiring.Component):
         v2 = Signal()
         m.d.sync += v2.eq(v1)
         m.d.comb += [queue.w_data.eq(out), queue.w_en.eq(v2)]
+        return m
+
+
+class BeatSplit(wiring.Component):
+    """One beat of `in_lanes` values in, in_lanes / lanes beats of `lanes` values out, lane
+    order kept; holds one wide beat and takes the next as the last narrow one leaves."""
+
+    latency = 1
+
+    def __init__(self, spec: SplitSpec):
+        self.spec = spec
+        self.n = spec.in_lanes // spec.lanes
+        self.bits = spec.values.bits
+        super().__init__({
+            "i": In(stream.Signature(spec.in_lanes * self.bits)),
+            "o": Out(stream.Signature(spec.lanes * self.bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.spec.lanes * self.bits
+        buf = Signal(self.spec.in_lanes * self.bits)
+        full = Signal()
+        idx = Signal(range(max(self.n, 2)))
+        last = idx == self.n - 1
+        pop = Signal()
+        m.d.comb += [self.o.valid.eq(full), self.o.payload.eq(buf.word_select(idx, w)),
+                     pop.eq(self.o.valid & self.o.ready),
+                     self.i.ready.eq(~full | (pop & last))]
+        with m.If(pop):
+            m.d.sync += idx.eq(Mux(last, 0, idx + 1))
+            with m.If(last):
+                m.d.sync += full.eq(0)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [buf.eq(self.i.payload), full.eq(1)]
         return m
 
 

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 from .engine import LayerEngine
 from .fixed_stages import (
     AddStage,
+    BeatSplit,
     ConcatStage,
     Fork,
     GapStage,
@@ -35,6 +36,7 @@ from .specs import (
     PoolSpec,
     PReluSpec,
     RequantSpec,
+    SplitSpec,
     StageSpec,
     ThresholdSpec,
     Values,
@@ -61,6 +63,8 @@ def build_stage(spec: StageSpec) -> wiring.Component:
         return AddStage(spec)
     if isinstance(spec, ConcatSpec):
         return ConcatStage(spec)
+    if isinstance(spec, SplitSpec):
+        return BeatSplit(spec)
     raise TypeError(f"unknown stage spec {type(spec).__name__}")
 
 

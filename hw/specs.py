@@ -321,6 +321,29 @@ class AddSpec(StreamSpec):
 
 
 @dataclass(frozen=True)
+class SplitSpec(StreamSpec):
+    """Cuts each beat of `in_lanes` values into in_lanes / lanes beats of `lanes` (channels
+    stay in order; a padded tail stays padding): narrows the stream in front of a stage whose
+    lanes cost multipliers when the network's II leaves it the cycles. `beats` counts the
+    incoming beats per pixel."""
+
+    in_lanes: int = 1
+    values: Values = Values("int", 0, 0)
+
+    @property
+    def out_beats(self) -> int:
+        return self.beats * (self.in_lanes // self.lanes)
+
+    @property
+    def out_values(self) -> Values:
+        return self.values
+
+    @property
+    def compute_cycles(self) -> int:
+        return self.pixels * self.out_beats
+
+
+@dataclass(frozen=True)
 class ConcatSpec:
     """Channel concatenation: per pixel, `in_beats[k]` beats of input k in turn, every input
     `lanes` wide (all but the last exactly full, so channels stay contiguous); values aligned
@@ -356,4 +379,4 @@ class ConcatSpec:
 
 
 StageSpec = (EngineSpec | PoolSpec | ThresholdSpec | RequantSpec | PReluSpec | GapSpec | AddSpec
-             | ConcatSpec)
+             | ConcatSpec | SplitSpec)

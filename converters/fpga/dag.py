@@ -13,6 +13,13 @@ fills whole beats, so the output's channels stay contiguous). When a producer's 
 fit, a *relayout* stage (a 1x1 max-pool, i.e. a frame buffer read back in `lanes`-wide words)
 is put in between.
 
+Area. The multiplier stages (Requant, PReLU, global average) would otherwise take their
+producer's PE lanes, each with a 30-bit-wide multiplier (iCE40 DSPs or many LUTs). The
+network's II is its slowest engine's frame time, so such a stage gets the fewest lanes (a
+divisor of its producer's) that still stream a frame within that time, behind a `BeatSplit`
+(a wide beat out as narrow ones, channel order kept); joins split their other inputs to match.
+Not in front of a Concat (it adds its inputs' beats). `narrow=False` turns this off.
+
 Grouped / depthwise convs run on the ordinary engine with per-group weight masking: the weight
 of input channel c for output o is zero unless c is in o's group, i.e. a ternary weight ROM
 whose mask plane removes the other groups' taps. Exact (a masked tap contributes nothing, as a
@@ -30,8 +37,8 @@ frame buffer has two banks, its output queue has credits) and J drains both side
 no cycle of waits. The bound is tight to a beat: the fork's own register can hold frame n's
 last beat for the frame-free branch, so D - 1 still works on a direct shortcut and D - 2
 deadlocks (the long branch never sees its whole frame); tests/test_fpga_fixed_point.py checks
-both. Stream stages on the frame-free branch add their queues' slots, which the plan ignores
-(on the safe side). On top of D the plan
+both. Stream stages on the frame-free branch (BeatSplits included) add their queues' and
+registers' slots, which the plan ignores (on the safe side). On top of D the plan
 adds the beats the fork emits while the long branch computes (its compute cycles and pipeline
 depth from the schedule, in F's beats), capped at another frame: then the producer can stream
 frame n + 1 into the long branch's second bank while J consumes frame n, as ping-pong buffers
@@ -60,6 +67,7 @@ from ...hw.specs import (
     PoolSpec,
     PReluSpec,
     RequantSpec,
+    SplitSpec,
     ThresholdSpec,
     Values,
     WindowSpec,
@@ -132,8 +140,9 @@ STREAM_LAYERS = (L.Threshold, L.FixedThreshold, L.Requant, L.PRelu)
 
 
 class _Builder:
-    def __init__(self, graph: Graph, pe, simd, fuse: bool, fifo_depths):
-        self.graph, self.fuse = graph, fuse
+    def __init__(self, graph: Graph, pe, simd, fuse: bool, fifo_depths, narrow: bool = True):
+        self.graph, self.fuse, self.narrow = graph, fuse, narrow
+        self.target = 0  # the engines' slowest frame: what a narrowed stream stage may take
         self.infos = graph.infos()
         self.user_fifos = dict(fifo_depths or {})
         self.stages: list = []
@@ -217,6 +226,36 @@ class _Builder:
         k = self.add_stage(spec, "relayout", f"{why.name} (relayout)", [s.src], True)
         return replace(s, lanes=lanes, beats=spec.out_beats, src=k)
 
+    def split(self, s: Stream, lanes: int, why: L.Layer) -> Stream:
+        """The stream cut into beats of `lanes` (a divisor of its lanes) by a BeatSplit."""
+        if lanes == s.lanes:
+            return s
+        h, w, c = s.frame
+        spec = SplitSpec(lanes, s.beats, h * w, c, in_lanes=s.lanes, values=s.values)
+        k = self.add_stage(spec, "split", f"{why.name} (split)", [s.src], False)
+        return replace(s, lanes=lanes, beats=spec.out_beats, src=k)
+
+    def narrowed(self, s: Stream, why: L.Layer) -> Stream:
+        """Area: a multiplier stage gets the fewest lanes (a divisor of its producer's) that
+        still stream a frame within the slowest engine's frame, so the II does not move."""
+        if not self.narrow or self.feeds_concat(why.output):
+            return s  # a concat adds its inputs' beats: narrow inputs would slow it down
+        h, w, _ = s.frame
+        for d in range(1, s.lanes + 1):
+            if s.lanes % d == 0 and h * w * s.beats * (s.lanes // d) <= self.target:
+                return self.split(s, d, why)
+        return s  # pragma: no cover - d = lanes always qualifies when the stream keeps up
+
+    def feeds_concat(self, tensor: str) -> bool:
+        """Whether a Concat reads this tensor, directly or through stream layers."""
+        for layer in self.consumers(tensor):
+            if isinstance(layer, L.Concat):
+                return True
+            if isinstance(layer, (*STREAM_LAYERS, L.AddTensors, L.Flatten, L.Reshape)) and \
+                    self.feeds_concat(layer.output):
+                return True
+        return False
+
     def natural(self, s: Stream, layer: L.Layer) -> None:
         if not s.natural:
             raise EdgeError(f"{_where(layer)}: a per-channel layer on a reshaped tensor has no "
@@ -246,6 +285,7 @@ class _Builder:
         folding, notes = P._folding(self.pe, self.simd, engines, shapes)
         self.notes += notes
         fold = {layer.name: f for layer, f in zip(engines, folding, strict=True)}
+        self.target = max(sh.cycles(*f) for sh, f in zip(shapes, folding, strict=True))
 
         inp = graph.layers[0]
         info = infos[inp.output]
@@ -333,6 +373,7 @@ class _Builder:
             return
         if isinstance(head, L.Requant):
             self.natural(s, head)
+            s = self.narrowed(s, head)
             out = _values(info)
             spec = RequantSpec(s.lanes, s.beats, h * w, c, in_values=s.values, out_values=out,
                                mult=np.asarray(head.mult, np.int64),
@@ -346,6 +387,7 @@ class _Builder:
             return
         if isinstance(head, L.PRelu):
             self.natural(s, head)
+            s = self.narrowed(s, head)
             out = _values(info)
             spec = PReluSpec(s.lanes, s.beats, h * w, c, in_values=s.values, out_values=out,
                              slope_q=np.asarray(head.slope_q, np.int64), shift=fx.PRELU_SHIFT)
@@ -354,6 +396,7 @@ class _Builder:
             return
         if isinstance(head, L.GlobalAvgPool):
             self.natural(s, head)
+            s = self.narrowed(s, head)
             out = _values(info)
             spec = GapSpec(s.lanes, s.beats, h * w, c, in_values=s.values, out_values=out,
                            mult=fx.gap_multiplier(h * w), shift=fx.GAP_SHIFT)
@@ -375,8 +418,13 @@ class _Builder:
         a = ins[0]
         if any((s.lanes, s.beats) != (a.lanes, a.beats) or not np.array_equal(s.perm, a.perm)
                for s in ins):
-            lanes = min(a.frame[2], MAX_STREAM_LANES)
-            ins = [self.relayout(s, lanes, head) for s in ins]
+            narrow = min(s.lanes for s in ins)
+            if all(s.lanes % narrow == 0 and s.lanes * s.beats == a.lanes * a.beats
+                   and np.array_equal(s.perm, a.perm) for s in ins):
+                ins = [self.split(s, narrow, head) for s in ins]  # same padded beats, cut
+            else:
+                lanes = min(a.frame[2], MAX_STREAM_LANES)
+                ins = [self.relayout(s, lanes, head) for s in ins]
             a = ins[0]
         shifts = tuple(info.frac - s.frac for s in ins)
         out = _values(info)
@@ -398,10 +446,14 @@ class _Builder:
         chans = [s.frame[2] for s in ins]
         g = math.gcd(*chans[:-1]) if len(chans) > 1 else chans[0]
         lanes = max(d for d in range(1, min(g, MAX_STREAM_LANES) + 1) if g % d == 0)
-        if all(s.lanes == ins[0].lanes for s in ins) and all(
-                c % ins[0].lanes == 0 for c in chans[:-1]):
-            lanes = ins[0].lanes
-        ins = [self.relayout(s, lanes, head) for s in ins]
+        narrow = min(s.lanes for s in ins)
+        if all(s.lanes % narrow == 0 for s in ins) and all(
+                s.lanes * s.beats == c for s, c in zip(ins[:-1], chans[:-1], strict=True)) \
+                and all(c % narrow == 0 for c in chans[:-1]):
+            ins = [self.split(s, narrow, head) for s in ins]  # whole beats: cut, no buffer
+        else:
+            ins = [self.relayout(s, lanes, head) for s in ins]
+        lanes = ins[0].lanes
         out = _values(info)
         fixed = info.kind == "fixed"
         shifts = tuple((info.frac - s.frac) if fixed else 0 for s in ins)
@@ -506,6 +558,9 @@ def _out_pixels(spec) -> int:
 
 
 def plan_graph(graph: Graph, pe=None, simd=None, fuse: bool = True,
-               fifo_depths: dict[tuple[int, int], int] | None = None) -> P.Plan:
-    """Hardware plan of a graph with real-valued layers (see the module docstring)."""
-    return _Builder(graph, pe, simd, fuse, fifo_depths).build()
+               fifo_depths: dict[tuple[int, int], int] | None = None,
+               narrow: bool = True) -> P.Plan:
+    """Hardware plan of a graph with real-valued layers (see the module docstring).
+
+    narrow=False keeps every stream stage at its producer's lanes (no BeatSplit stages)."""
+    return _Builder(graph, pe, simd, fuse, fifo_depths, narrow).build()

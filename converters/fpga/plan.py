@@ -253,19 +253,20 @@ def _hw_weights(layer: L.Layer, frame, perm: np.ndarray) -> np.ndarray:
 
 
 def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = True,
-         fifo_depths: dict[tuple[int, int], int] | None = None) -> Plan:
+         fifo_depths: dict[tuple[int, int], int] | None = None, narrow: bool = True) -> Plan:
     """Map a lowered IR graph onto hardware stages; raises EdgeError when it cannot.
 
     fuse=False: thresholds as stages of their own (the layer diff's debug design).
     Graphs with real-valued layers or grouped convs (issue #11) go to the DAG planner
-    (dag.py); `fifo_depths` overrides its shortcut FIFO depths (refused below the bound)."""
+    (dag.py); `fifo_depths` overrides its shortcut FIFO depths (refused below the bound),
+    narrow=False keeps its multiplier stages at their producers' lanes."""
     if not graph.lowered:
         raise EdgeError("fpga: the graph is not lowered (call passes.pipeline.lower first)")
     refuse_on_target(graph, "fpga")
     if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)) for layer in graph.layers):
         from .dag import plan_graph
 
-        return plan_graph(graph, pe, simd, fuse, fifo_depths)
+        return plan_graph(graph, pe, simd, fuse, fifo_depths, narrow)
     layers = _chain(graph)
     infos = graph.infos()
     drafts = _drafts(layers, fuse)

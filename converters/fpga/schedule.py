@@ -18,11 +18,12 @@ from ...hw.specs import (
     PoolSpec,
     PReluSpec,
     RequantSpec,
+    SplitSpec,
     ThresholdSpec,
 )
 
 STREAM_KINDS = {RequantSpec: "requant", PReluSpec: "prelu", AddSpec: "add",
-                ConcatSpec: "concat", GapSpec: "gap"}
+                ConcatSpec: "concat", GapSpec: "gap", SplitSpec: "split"}
 
 HOP = 3  # cycles from a result's queue write to the next frame buffer reporting it full
 OUT_HOP = 2  # ... to the top-level output stream
@@ -101,17 +102,24 @@ def schedule(timings: list[StageTiming], input_beats: int, output_beats: int) ->
 def schedule_graph(timings: list[StageTiming], sources: list[list[int]], frame: list[bool],
                    input_beats: int, output_beats: int) -> Schedule:
     """The schedule of a non-chain network (dag.py), an estimate of the same model as
-    `schedule`: a frame stage (engine, pool, global average) starts once its whole input is in
-    and emits after its compute cycles; a stream stage follows its slowest input's last beat
-    by its pipeline depth. II = the slowest stage, as for chains."""
+    `schedule`, tracking each stream's first and last beat: a frame stage (engine, pool)
+    starts once its whole input is in and emits over its compute cycles; a stream stage
+    (and the global average, which accumulates as beats arrive) emits its first beat a
+    pipeline depth after its inputs' first, its last no earlier than its own rate allows
+    nor before its inputs' last. II = the slowest stage, as for chains."""
     ii = max(max(t.compute_cycles, t.write_cycles) for t in timings)
-    last = {-1: input_beats}
+    first, last = {-1: 0}, {-1: input_beats}
     for k, t in enumerate(timings):
-        ready = max(last[s] for s in sources[k])
-        if frame[k]:
-            last[k] = max(ready + HOP, ready + t.depth + HOP) + t.compute_cycles + t.depth
+        f_in = max(first[s] for s in sources[k])
+        l_in = max(last[s] for s in sources[k])
+        if frame[k] and t.kind != "gap":
+            first[k] = l_in + HOP + t.depth
+            last[k] = l_in + HOP + t.compute_cycles + t.depth
         else:
-            last[k] = ready + t.depth + HOP
+            first[k] = f_in + t.depth + HOP
+            last[k] = max(l_in + t.depth + HOP, first[k] + t.compute_cycles)
+            if t.kind == "gap":
+                first[k] = last[k]
     return Schedule(cycles_per_inference=last[len(timings) - 1] + OUT_HOP,
                     initiation_interval=ii, stages=timings, input_beats=input_beats,
                     output_beats=output_beats)
