@@ -45,18 +45,21 @@ TARGET_OPTIONS = {"ir": (), "cortex-m": ("board", "popcount", "library", "io"),
 Folding = int | list[int | None] | dict[str, int] | None
 
 
-def load(path: str | os.PathLike, input_range: tuple[int, int] | None = None) -> Model:
+def load(path: str | os.PathLike, input_range: tuple[int, int] | None = None,
+         calibration: np.ndarray | None = None) -> Model:
     """Import a model file (.onnx, QONNX, .tflite) or an IR folder, lowered and ready to run.
 
     `input_range` (lo, hi) narrows the integer range of a float input (default -255..255);
-    a real-valued input is refused, never rounded. Raises EdgeError on anything it cannot read.
+    a real-valued input is refused, never rounded. `calibration` (an array [N, *input shape])
+    quantises a plain ONNX model's float first/last layers to 8 bits (issue #11).
+    Raises EdgeError on anything it cannot read.
     """
     from .model import load as load_model
 
     if not isinstance(path, (str, os.PathLike)):
         raise EdgeError(f"load: expected a model path (str or Path), got {type(path).__name__}")
     with progress.step(f"reading {Path(path).name}"):
-        return load_model(path, input_range=_input_range(input_range))
+        return load_model(path, input_range=_input_range(input_range), calibration=calibration)
 
 
 def _input_range(value: Any) -> tuple[int, int] | None:

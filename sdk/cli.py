@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--input-range", type=_range, metavar="LO,HI",
                         help="integer range of the model input (default: from the input type; "
                              "float inputs -255,255)")
+        sp.add_argument("--calibrate", metavar="X.npy",
+                        help="calibration inputs [N, ...]: quantise float Conv/Gemm/MatMul "
+                             "layers of a plain ONNX model to 8 bits")
 
     sp = sub.add_parser("inspect", help="table of layers, bit widths, parameters and memory")
     model_arg(sp)
@@ -152,6 +155,11 @@ def load_npy(path: str) -> np.ndarray:
     return arr
 
 
+def _calibration(args) -> np.ndarray | None:
+    path = getattr(args, "calibrate", None)
+    return None if path is None else load_npy(path)
+
+
 def _short(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
@@ -160,7 +168,8 @@ def _short(exc: Exception) -> str:
 def cmd_inspect(args) -> int:
     from . import load
 
-    found = load(args.model, input_range=args.input_range).inspect()
+    found = load(args.model, input_range=args.input_range,
+                 calibration=_calibration(args)).inspect()
     print(json.dumps(found.data, indent=1, sort_keys=True) if args.json else found.text)
     return 0
 
@@ -188,7 +197,7 @@ def save_outputs(path: str, outputs: dict[str, np.ndarray]) -> None:
 def cmd_run(args) -> int:
     from . import load, progress
 
-    m = load(args.model, input_range=args.input_range)
+    m = load(args.model, input_range=args.input_range, calibration=_calibration(args))
     x = load_npy(args.input)
     with progress.step(f"golden model on {len(x)} samples"):
         outputs = m.run_outputs(x, fixed_point=args.fixed_point)
@@ -207,7 +216,7 @@ def cmd_convert(args) -> int:
     if args.library and args.target != "cortex-m":
         raise EdgeError(f"--library makes a C library: it needs --target cortex-m, not "
                         f"{args.target}")
-    m = load(args.model, input_range=args.input_range)
+    m = load(args.model, input_range=args.input_range, calibration=_calibration(args))
     if args.target == "ir":
         m.convert("ir", args.out)
         print(f"wrote IR folder {args.out}", file=sys.stderr)

@@ -46,9 +46,15 @@ class Model(ModelAPI):
         return write_folder(folder, lambda tmp: serialize.save(self.ir, tmp))
 
 
-def load(path: str | Path, input_range: tuple[int, int] | None = None) -> Model:
-    """Import a model file (.onnx, .tflite) or an IR folder written by `convert --target ir`."""
+def load(path: str | Path, input_range: tuple[int, int] | None = None,
+         calibration: np.ndarray | None = None) -> Model:
+    """Import a model file (.onnx, .tflite) or an IR folder written by `convert --target ir`.
+
+    `calibration` (inputs [N, *input shape]) quantises a plain ONNX model's float
+    Conv/Gemm/MatMul layers to 8 bits (converters/onnx/calibrate.py, issue #11)."""
     p = Path(path)
+    if calibration is not None and (p.is_dir() or p.suffix.lower() != ".onnx"):
+        raise EdgeError(f"{p}: a calibration set applies to .onnx models with float layers")
     if p.is_dir():
         ir = serialize.load(p)
         if not ir.lowered:
@@ -70,7 +76,7 @@ def load(path: str | Path, input_range: tuple[int, int] | None = None) -> Model:
         from .factorizer_model import FactorizerModel
 
         return FactorizerModel(str(p), *split, input_range=input_range)
-    source = import_model(proto, str(p), input_range=input_range)
+    source = import_model(proto, str(p), input_range=input_range, calibration=calibration)
     return Model(source, lower(source), str(p))
 
 

@@ -261,15 +261,15 @@ def test_fixed_point_tensors_track_float32(exported, name):
         assert err <= 16 * 2.0 ** -frac, (t, err, frac, bound)
 
 
-def test_lowered_layers_and_refusals_by_the_backends(exported, tmp_path):
+def test_lowered_layers_convert_for_both_backends(exported, tmp_path):
     _, path = exported("bireal", False)
     m = edge_sdk.load(path, input_range=(LO, HI))
     kinds = {type(layer) for layer in m.ir.layers}
     assert {L.Requant, L.AddTensors, L.FixedThreshold, L.GlobalAvgPool, L.GroupConv2d} <= kinds
     assert L.Affine not in kinds and L.Binarize not in kinds
-    with pytest.raises(edge_sdk.EdgeError, match="not supported by the fpga backend yet"):
-        m.convert("fpga", tmp_path / "fpga")
-    assert not (tmp_path / "fpga").exists()  # Cortex-M converts it: test_cortexm_fixed_point
+    # bit-exactness: tests/test_cortexm_fixed_point.py and tests/test_fpga_fixed_point.py
+    build = m.convert("fpga", tmp_path / "fpga")
+    assert build.target == "fpga" and (tmp_path / "fpga" / "edge-sdk.json").is_file()
 
 
 @pytest.mark.parametrize("name", ["reactnet", "depthwise_concat"])

@@ -17,7 +17,7 @@ from fractions import Fraction
 import numpy as np
 import onnx
 import pytest
-from conftest import assert_close_to_reference
+from conftest import assert_close_to_reference, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import numpy_helper
@@ -225,8 +225,8 @@ def model_inputs(name: str, n: int, seed: int) -> np.ndarray:
 
 
 def calibrated(path, cal: np.ndarray) -> Model:
-    """A Model of a float ONNX file quantised with the calibration set `cal` (what
-    `edge-sdk ... --calibrate cal.npy` will do once the CLI passes it on)."""
+    """A Model of a float ONNX file quantised with the calibration set `cal`, built from the
+    frontend directly (the CLI's `--calibrate` is checked against it below)."""
     source = import_model(load_onnx(path), str(path), input_range=(LO, HI), calibration=cal)
     return Model(source, lower(source), str(path))
 
@@ -643,3 +643,35 @@ def test_layer_diff_against_the_sources(brevitas_paths, float_paths):
         first = m.ir.layers[1].name
         assert any(r.site.layer == first for r in cmp.rows)  # the 8-bit conv is compared
         assert all(r.mismatch is None for r in cmp.rows), [r for r in cmp.rows if r.mismatch]
+
+
+def test_cli_calibrate_runs_converts_and_simulates(float_paths, tmp_path):
+    """`--calibrate X.npy` on run / inspect / convert: the same 8-bit model as `calibrated()`,
+    the Cortex-M build equal to `run --fixed-point`; bad calibration files fail in one line."""
+    path = float_paths["float_conv_gap"]
+    cal, x = tmp_path / "cal.npy", tmp_path / "x.npy"
+    np.save(cal, inputs(IMG, 32, seed=7))
+    np.save(x, inputs(IMG, 16, seed=8))
+    rng = ["--input-range", f"{LO},{HI}"]
+    want = calibrated(path, np.load(cal)).run(np.load(x), fixed_point=True)
+    y = tmp_path / "y.npy"
+    proc = run_cli("run", path, *rng, "--calibrate", cal, "--input", x, "--output", y,
+                   "--fixed-point")
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(np.load(y), want)
+    proc = run_cli("inspect", path, *rng, "--calibrate", cal)
+    assert proc.returncode == 0 and "int8 (calibrated)" in proc.stdout, proc.stderr
+    out = tmp_path / "cm"
+    proc = run_cli("convert", path, *rng, "--calibrate", cal, "--target", "cortex-m", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("simulate", out, "--input", x, "--output", tmp_path / "s.npy", "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(np.load(tmp_path / "s.npy"), want)
+
+    np.save(tmp_path / "bad.npy", np.zeros((3, 2), np.float32))
+    for bad in (tmp_path / "bad.npy", tmp_path / "missing.npy"):
+        out2 = tmp_path / "no"
+        proc = run_cli("convert", path, *rng, "--calibrate", bad, "--target", "cortex-m",
+                       "-o", out2)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and not out2.exists()
