@@ -13,6 +13,8 @@ Pipeline (fixed latency, never stalls; issue waits for a frame and for an output
 Binary data: matches = popcount(~(a ^ w) & m), valid = popcount(m), where the mask m removes
 padded SIMD lanes, padded conv taps, and zeros of ternary weights/activations; when nothing is
 ever masked, valid = SIMD is a constant. Integer data (first layer): sum of m * (+-x).
+8-bit weights (issue #11, `int8_weights`): sum of m * x * w with int8 codes w (hw/intdot.py
+Int8Dot: a +-w mux for ±1/ternary data, an exact product for integer data), same latency.
 Weights come from a ROM (`Memory`, mapped to block RAM) or, with `external_weights`, from a
 stream `w` carrying the same words in the same order (for layers larger than the chip's RAM).
 """
@@ -29,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import shape_for, tree_levels
 from .framebuf import FrameBuffer
-from .intdot import TernaryIntDot
+from .intdot import Int8Dot, TernaryIntDot
 from .outq import OutputQueue
 from .popcount import Popcount, XnorPopcount
 from .scan import WindowScan
@@ -50,7 +52,9 @@ def weight_words(spec: EngineSpec) -> tuple[list[int], int]:
     """ROM contents in read order (fold, tap, word) and the word width.
 
     A word holds PE rows of SIMD sign bits (row p at bits [p*SIMD, (p+1)*SIMD)), followed, for
-    ternary weights, by the PE rows of nonzero-mask bits. Padded rows/lanes are zero.
+    ternary weights, by the PE rows of nonzero-mask bits. 8-bit weights: PE rows of SIMD
+    two's-complement bytes (row p lane l at bits [8 (p*SIMD + l), 8 (p*SIMD + l) + 8)).
+    Padded rows/lanes are zero.
     """
     s, pe, nf = spec.simd, spec.pe, spec.folds
     taps, cf = spec.window.taps, spec.frame.words
@@ -58,6 +62,8 @@ def weight_words(spec: EngineSpec) -> tuple[list[int], int]:
     o, _, c = spec.weights.shape
     w[:o, :, :c] = spec.weights
     w = w.reshape(nf, pe, taps, cf, s).transpose(0, 2, 3, 1, 4).reshape(nf * taps * cf, pe * s)
+    if spec.int8_weights:
+        return [int.from_bytes(row.astype(np.uint8).tobytes(), "little") for row in w], pe * s * 8
     planes = [w > 0]
     if spec.ternary_weights:
         planes.append(w != 0)
@@ -180,12 +186,27 @@ class LayerEngine(wiring.Component):
             shared = lane_ok
         masked = bool(ragged) or spec.window.padded or kind == "ternary"
         sign = [wdata[p * s:(p + 1) * s] for p in range(pe)]
+        if spec.int8_weights:
+            codes = [wdata[p * s * 8:(p + 1) * s * 8] for p in range(pe)]
         if spec.ternary_weights:
             wmask = [wdata[(pe + p) * s:(pe + p + 1) * s] for p in range(pe)]
 
         terms = []
         latency = None
-        if self.binary_in:
+        if spec.int8_weights:
+            for p in range(pe):
+                if self.binary_in:
+                    dot = Int8Dot(s, signs=True)
+                    m.d.comb += dot.x.eq(a)
+                else:
+                    dot = Int8Dot(s, f.values.lo, f.values.hi)
+                    m.d.comb += dot.x.eq(data)
+                m.submodules[f"int8_dot{p}"] = dot
+                latency = dot.latency
+                m.d.comb += [dot.w.eq(codes[p]), dot.m.eq(shared), dot.valid_in.eq(v1)]
+                terms.append(dot.total)
+            term_shape = shape_for(s * dot.p_lo, s * dot.p_hi)
+        elif self.binary_in:
             shared_count = None
             if not spec.ternary_weights and masked:
                 m.submodules.valid_count = vc = Popcount(s)

@@ -13,6 +13,7 @@ within the pixel, results through a credit `OutputQueue` like the engines):
   GapStage       sum over pixels, then (sum * R + 2**(S-1)) >> S    latency 4 (last pixel)
   AddStage       align(x0) + align(x1), two joined streams          latency 2
   ConcatStage    input 0's beats of a pixel, then input 1's, ...    latency 2
+  QuantizeStage  clip(((x * M + 2**(S-1)) >> S) + z, lo, hi) - z    latency 3
 Plumbing: `BeatSplit` (a wide beat out as several narrow ones, so the multiplier stages above
 need fewer lanes when the II leaves them the cycles), `Fork` (one stream to several consumers, each takes a beat when it is ready) and
 `StreamFifo` (the shortcut buffer; its depth comes from the plan, see converters/fpga/dag.py).
@@ -28,7 +29,16 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import shape_for
 from .outq import OutputQueue
-from .specs import AddSpec, ConcatSpec, GapSpec, PReluSpec, RequantSpec, SplitSpec, Values
+from .specs import (
+    AddSpec,
+    ConcatSpec,
+    GapSpec,
+    PReluSpec,
+    QuantizeSpec,
+    RequantSpec,
+    SplitSpec,
+    Values,
+)
 
 QUEUE_SLACK = 4
 
@@ -200,6 +210,30 @@ class PReluStage(_ChannelStage):
         xd = Signal.like(x, name=f"xd{k}")
         m.d.sync += [neg.eq(x * slope + (1 << (self.spec.shift - 1))), xd.eq(x)]
         return Mux(xd >= 0, xd, neg >> self.spec.shift)
+
+
+class QuantizeStage(_ChannelStage):
+    """sdk/fixedpoint.quantize (issue #11): fixed-point data onto an 8-bit layer's integer grid,
+    q = clip(((x * M + 2**(S-1)) >> S) + z, lo, hi) - z. One M, S, z for the tensor (no ROM
+    constants); the product's width is the exact bound max|x| * M + 2**(S-1) (< 2**62)."""
+
+    latency = 3
+
+    def __init__(self, spec: QuantizeSpec):
+        self.prod_shape = bound_shape(max_abs(spec.in_values) * abs(int(spec.mult))
+                                      + (1 << (spec.shift - 1)))
+        super().__init__(spec, spec.in_values, spec.out_values)
+
+    def consts(self):
+        return [], []
+
+    def lane(self, m, x, c, k):
+        spec = self.spec
+        prod = Signal(self.prod_shape, name=f"prod{k}")
+        m.d.sync += prod.eq(x * int(spec.mult) + (1 << (spec.shift - 1)))
+        q = (prod >> spec.shift) + int(spec.zero_point)
+        clipped = Mux(q < spec.lo, spec.lo, Mux(q > spec.hi, spec.hi, q))
+        return clipped - int(spec.zero_point)
 
 
 class GapStage(wiring.Component):

@@ -61,3 +61,60 @@ class TernaryIntDot(wiring.Component):
             self.valid_out.eq(tree.valid_out),
         ]
         return m
+
+
+class Int8Dot(wiring.Component):
+    """sum_l m_l * x_l * w_l: `lanes` values times int8 weight codes (issue #11's 8-bit layers).
+
+    `signs`: the data are ±1 (or ternary, zeros already in the mask m) given as one sign bit per
+    lane (1 = +1), so the product is a mux of w and -w, no multiplier. Otherwise x are integers
+    in [lo, hi] (the model input, or a Quantize's codes) and each lane is an exact x * w
+    product (a DSP on the UP5K with `synth_ice40 -dsp`, LUTs elsewhere). Widths come from the
+    exact product range, the sum goes through the same registered adder tree as the other
+    units, so `latency` = tree_levels(lanes) and the engine's pipeline is unchanged.
+    """
+
+    W_LO, W_HI = -128, 127
+
+    def __init__(self, lanes: int, lo: int = -1, hi: int = 1, signs: bool = False):
+        self.lanes, self.signs = lanes, signs
+        if signs:
+            self.x_shape = shape_for(0, 1)
+            plo, phi = self.W_LO, -self.W_LO  # -w reaches +128
+        else:
+            self.x_shape = shape_for(lo, hi)
+            corners = [a * b for a in (lo, hi) for b in (self.W_LO, self.W_HI)]
+            plo, phi = min(corners + [0]), max(corners + [0])
+        self.p_lo, self.p_hi = plo, phi
+        self._tree = AdderTree(lanes, plo, phi)
+        self.latency = self._tree.latency
+        super().__init__({
+            "x": In(lanes * self.x_shape.width),
+            "w": In(lanes * 8),
+            "m": In(lanes),
+            "valid_in": In(1),
+            "total": Out(self._tree.total_shape),
+            "valid_out": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.tree = tree = self._tree
+        xw = self.x_shape.width
+        tw = tree.term_shape.width
+        for k in range(self.lanes):
+            wk = self.w[k * 8:(k + 1) * 8].as_signed()
+            term = Signal(tree.term_shape, name=f"term{k}")
+            if self.signs:
+                prod = Mux(self.x[k], wk, -wk)
+            else:
+                raw = self.x[k * xw:(k + 1) * xw]
+                prod = (raw.as_signed() if self.x_shape.signed else raw) * wk
+            m.d.comb += term.eq(Mux(self.m[k], prod, 0))
+            m.d.comb += tree.terms[k * tw:(k + 1) * tw].eq(term)
+        m.d.comb += [
+            tree.valid_in.eq(self.valid_in),
+            self.total.eq(tree.total),
+            self.valid_out.eq(tree.valid_out),
+        ]
+        return m

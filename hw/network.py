@@ -24,6 +24,7 @@ from .fixed_stages import (
     Fork,
     GapStage,
     PReluStage,
+    QuantizeStage,
     RequantStage,
     StreamFifo,
 )
@@ -35,6 +36,7 @@ from .specs import (
     GapSpec,
     PoolSpec,
     PReluSpec,
+    QuantizeSpec,
     RequantSpec,
     SplitSpec,
     StageSpec,
@@ -65,6 +67,8 @@ def build_stage(spec: StageSpec) -> wiring.Component:
         return ConcatStage(spec)
     if isinstance(spec, SplitSpec):
         return BeatSplit(spec)
+    if isinstance(spec, QuantizeSpec):
+        return QuantizeStage(spec)
     raise TypeError(f"unknown stage spec {type(spec).__name__}")
 
 

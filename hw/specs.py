@@ -116,7 +116,9 @@ class EngineSpec:
     """A folded dense/conv layer: PE output channels in parallel, `frame.lanes` inputs per cycle.
 
     weights: int8 [out_channels, taps, channels] in hardware order (tap = i * KW + j), values
-    {-1, 0, +1}. threshold: per-channel constants or None (then the output is the accumulator).
+    {-1, 0, +1}, or any int8 code with `int8_weights` (issue #11: 8-bit first/last layers,
+    exact products x * w). threshold: per-channel constants or None (then the output is the
+    accumulator).
     """
 
     frame: FrameSpec
@@ -128,10 +130,18 @@ class EngineSpec:
     threshold: ThresholdConsts | None = None
     ternary_out: bool = False
     external_weights: bool = False
+    int8_weights: bool = False
 
     @property
     def out_channels(self) -> int:
         return int(self.weights.shape[0])
+
+    @property
+    def weight_bits(self) -> int:
+        """ROM bits per weight: 8 (int8 codes), 2 (ternary: sign + mask) or 1 (binary)."""
+        if self.int8_weights:
+            return 8
+        return 2 if self.ternary_weights else 1
 
     @property
     def simd(self) -> int:
@@ -144,7 +154,7 @@ class EngineSpec:
 
     @property
     def ternary_weights(self) -> bool:
-        return bool((self.weights == 0).any())
+        return not self.int8_weights and bool((self.weights == 0).any())
 
     @property
     def out_values(self) -> Values:
@@ -321,6 +331,20 @@ class AddSpec(StreamSpec):
 
 
 @dataclass(frozen=True)
+class QuantizeSpec(StreamSpec):
+    """sdk/fixedpoint.quantize per value: clip(((x * mult + 2**(shift-1)) >> shift) + zero_point,
+    lo, hi) - zero_point (issue #11: fixed-point data onto the grid an 8-bit layer reads)."""
+
+    in_values: Values = Values("int", 0, 0)
+    out_values: Values = Values("int", 0, 0)
+    mult: int = 1
+    shift: int = 1
+    zero_point: int = 0
+    lo: int = -128
+    hi: int = 127
+
+
+@dataclass(frozen=True)
 class SplitSpec(StreamSpec):
     """Cuts each beat of `in_lanes` values into in_lanes / lanes beats of `lanes` (channels
     stay in order; a padded tail stays padding): narrows the stream in front of a stage whose
@@ -379,4 +403,4 @@ class ConcatSpec:
 
 
 StageSpec = (EngineSpec | PoolSpec | ThresholdSpec | RequantSpec | PReluSpec | GapSpec | AddSpec
-             | ConcatSpec | SplitSpec)
+             | ConcatSpec | SplitSpec | QuantizeSpec)

@@ -467,13 +467,20 @@ def test_bad_8bit_weights_in_ir_refused():
         _tiny(np.full((2, 4), 128, np.int16)).infos()
 
 
-def test_fpga_refuses_8bit_layers(brevitas_paths):
+def test_fpga_converts_8bit_layers(brevitas_paths):
+    """The FPGA backend runs 8-bit layers (bit-exactness: tests/test_fpga_int8.py); a target
+    without 8-bit kernels still gets the one-line refusal."""
+    from edge_sdk.converters.fpga.plan import plan
+
     m = load_brevitas(brevitas_paths["conv_gap"])
+    fp.refuse_on_target(m.ir, "fpga")
+    stages = plan(m.ir).stages
+    assert sum(bool(getattr(s, "int8_weights", False)) for s in stages) == 2
     with pytest.raises(EdgeError) as info:
-        fp.refuse_on_target(m.ir, "fpga")
+        fp.refuse_on_target(m.ir, "no-int8-target")
     msg = str(info.value)
     assert len(msg.splitlines()) == 1
-    assert "8-bit Conv2d" in msg and "not supported by the fpga backend" in msg
+    assert "8-bit Conv2d" in msg and "not supported by the no-int8-target backend" in msg
 
 
 # ---------------------------------------------------------------------------- Quantize rule

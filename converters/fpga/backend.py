@@ -36,6 +36,22 @@ SIM_BOARD = "sim"
 BRAM_BITS = 4096  # one iCE40 EBR
 
 
+def rom_bits(layer: L.Dense | L.Conv2d) -> int:
+    """Bits of the layer's weight ROM as the engine stores it (before PE/SIMD padding).
+
+    8 bits per int8 code, 2 per ternary weight (sign + mask), 1 per binary weight. A grouped
+    conv runs as a full conv with the other groups' weights masked (dag.py), so its ROM holds
+    `groups` times the IR's weights, ternary (the masked zeros) whenever groups > 1."""
+    w = layer.weights
+    count = w.rows * w.k
+    groups = getattr(layer, "groups", 1)
+    if L.is_int8(w):
+        return count * groups * 8
+    if groups > 1:
+        return count * groups * 2
+    return count * (2 if w.ternary else 1)
+
+
 def _check_fit(ir: Graph, board: str) -> None:
     """Refuse, with the numbers, weights that cannot live in the board's block RAM."""
     if board not in BOARD_DEVICE:
@@ -44,8 +60,7 @@ def _check_fit(ir: Graph, board: str) -> None:
     if device is None:
         return
     brams = SYNTH_DEVICES[device][2]
-    bits = sum(layer.weights.rows * layer.weights.k * (2 if layer.weights.ternary else 1)
-               for layer in ir.layers if isinstance(layer, (L.Dense, L.Conv2d)))
+    bits = sum(rom_bits(layer) for layer in ir.layers if isinstance(layer, (L.Dense, L.Conv2d)))
     if bits > brams * BRAM_BITS:
         raise EdgeError(
             f"fpga: the weights need {bits / 1024:.1f} kbit of ROM, the {board}'s "
@@ -127,8 +142,10 @@ def format_report(r: dict) -> str:
         fmax = d.get("fmax_mhz")
         speed = (f"Fmax {fmax:.1f} MHz, {fmax * 1e6 / s['initiation_interval']:,.0f} "
                  "inferences/s" if fmax else "did not place")
+        fit = "" if d.get("fits", True) else \
+            f"; does NOT fit: {'; '.join(d.get('fit_problems', []))}"
         rows.append((dev, (f"{d.get('lut4')} LUT4, {d.get('ff')} FF, {d.get('carry')} CARRY, "
-                          f"{d.get('bram')} BRAM; {speed}")))
+                          f"{d.get('bram')} BRAM, {d.get('dsp', 0)} DSP; {speed}{fit}")))
     tools = next(iter(r.get("devices", {}).values()), {}).get("toolchain")
     if tools:
         rows.append(("toolchain", str(tools)))

@@ -66,6 +66,7 @@ from ...hw.specs import (
     GapSpec,
     PoolSpec,
     PReluSpec,
+    QuantizeSpec,
     RequantSpec,
     SplitSpec,
     ThresholdSpec,
@@ -129,14 +130,15 @@ def _group_weights(layer: L.GroupConv2d) -> L.Conv2d:
     for o in range(w.shape[0]):
         grp = o // rows
         full[o, grp * cin:(grp + 1) * cin] = w[o].reshape(cin, kh * kw)
+    kind = L.Int8Weights if L.is_int8(layer.weights) else L.IntWeights
     return L.Conv2d(layer.name, layer.inputs, layer.output, layer.source,
-                    weights=L.IntWeights(full.reshape(w.shape[0], -1)), in_channels=c,
+                    weights=kind(full.reshape(w.shape[0], -1)), in_channels=c,
                     kernel=layer.kernel, strides=layer.strides, pads=layer.pads,
                     dilations=layer.dilations, pad_value=layer.pad_value)
 
 
 ENGINE = (L.Dense, L.Conv2d)  # GroupConv2d is a Conv2d
-STREAM_LAYERS = (L.Threshold, L.FixedThreshold, L.Requant, L.PRelu)
+STREAM_LAYERS = (L.Threshold, L.FixedThreshold, L.Requant, L.PRelu, L.Quantize)
 
 
 class _Builder:
@@ -394,6 +396,9 @@ class _Builder:
             k = self.add_stage(spec, "prelu", label, [s.src], False, head.output)
             self.streams[head.output] = replace(s, values=out, src=k, frac=info.frac)
             return
+        if isinstance(head, L.Quantize):
+            self.quantize(head, s, label)
+            return
         if isinstance(head, L.GlobalAvgPool):
             self.natural(s, head)
             s = self.narrowed(s, head)
@@ -412,6 +417,27 @@ class _Builder:
             return
         raise EdgeError(f"{_where(head)}: {type(head).__name__} layers have no FPGA "
                         f"implementation")
+
+    def quantize(self, head: L.Quantize, s: Stream, label: str) -> None:
+        """One M, S, z for the whole tensor: any layout (reshaped too) streams through."""
+        if head.mult is None:
+            raise EdgeError(f"{_where(head)}: Quantize not lowered to fixed point")
+        if s.values.kind != "int":
+            raise EdgeError(f"{_where(head)}: Quantize needs integer or fixed-point data, not "
+                            f"{s.values.kind}")
+        info = self.infos[head.output]
+        s = self.narrowed(s, head)
+        out = _values(info)
+        h, w, c = s.frame
+        spec = QuantizeSpec(s.lanes, s.beats, h * w, c, in_values=s.values, out_values=out,
+                            mult=int(head.mult), shift=int(head.shift),
+                            zero_point=int(head.zero_point), lo=int(head.lo), hi=int(head.hi))
+        if bound_shape(max_abs(s.values) * abs(spec.mult)
+                       + (1 << (spec.shift - 1))).width > INT64_BITS:
+            raise EdgeError(f"{_where(head)}: the quantiser's product needs more than 64 bits")
+        k = self.add_stage(spec, "quantize", label, [s.src], False, head.output)
+        self.streams[head.output] = replace(s, shape=tuple(info.shape), values=out, src=k,
+                                            frac=0)
 
     def join_add(self, head: L.AddTensors, ins: list[Stream], label: str) -> None:
         info = self.infos[head.output]

@@ -36,6 +36,7 @@ class LayerShape:
     acc_bits: int
     value_bits: int = 1  # bits per stored input value (frame word = SIMD * value_bits)
     in_pixels: int = 1  # pixels of the input frame
+    weight_bits: int = 1  # 8: int8 weight codes (issue #11), a product per lane
 
     def cycles(self, pe: int, simd: int) -> int:
         return (self.out_pixels * math.ceil(self.out_channels / pe) * self.taps
@@ -49,7 +50,11 @@ class LayerShape:
         accumulator and threshold (~3 LUT per accumulator bit); an engine ~300 LUT of control.
         A frame buffer that cannot use a few block RAMs lives in registers (~1.6 LC per bit).
         """
-        if self.int_bits is None:
+        if self.weight_bits == 8:
+            # a +-w mux (±1 data) or a B x 8 product in LUTs, then a tree of 9 + B bits
+            bits = 1 if self.int_bits is None else self.int_bits
+            lane = (bits * 8 if self.int_bits is not None else 9) + (2.3 + 0.39) * (bits + 9)
+        elif self.int_bits is None:
             lane = 3.4 + 0.3 * 3
         else:
             lane = (2.3 + 0.3 * 1.3) * (self.int_bits + 1)

@@ -163,7 +163,8 @@ def _engine_shape(layer: L.Layer, frame, infos, in_kind: str) -> LayerShape:
     vbits = Values(in_kind, src.lo, src.hi).bits
     return LayerShape(out_channels=layer.weights.rows, in_channels=c, taps=taps,
                       out_pixels=pixels, int_bits=vbits if in_kind == "int" else None,
-                      acc_bits=out.bits, value_bits=vbits, in_pixels=h * w)
+                      acc_bits=out.bits, value_bits=vbits, in_pixels=h * w,
+                      weight_bits=8 if L.is_int8(layer.weights) else 1)
 
 
 def _user_values(option: Folding, what: str, engines: list[L.Layer]) -> list[int | None]:
@@ -263,7 +264,8 @@ def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = Tr
     if not graph.lowered:
         raise EdgeError("fpga: the graph is not lowered (call passes.pipeline.lower first)")
     refuse_on_target(graph, "fpga")
-    if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d)) for layer in graph.layers):
+    if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d, L.Quantize))
+           for layer in graph.layers):
         from .dag import plan_graph
 
         return plan_graph(graph, pe, simd, fuse, fifo_depths, narrow)
@@ -370,13 +372,18 @@ def _engine(head, group, fspec: FrameSpec, pe: int, frame, perm, infos):
         window = WindowSpec(kernel=tuple(head.kernel), strides=tuple(head.strides),
                             pads=tuple(head.pads), dilations=tuple(head.dilations),
                             out_hw=(out.shape[1], out.shape[2]))
+    int8 = L.is_int8(head.weights)
+    if int8 and isinstance(head, L.Conv2d) and any(head.pads) and head.pad_value != 0:
+        raise EdgeError(f"fpga: {_where(head)}: an 8-bit conv padded with {head.pad_value} "
+                        f"(not 0) has no FPGA implementation")
     consts, ternary_out = None, False
     if len(group) == 2:
         thr = group[1]
         consts = ThresholdConsts.build(thr.tau, thr.flip, thr.zero, int(out.lo), int(out.hi))
         ternary_out = infos[thr.output].kind == "ternary"
     spec = EngineSpec(frame=fspec, window=window, pe=pe, weights=weights, acc_lo=int(out.lo),
-                      acc_hi=int(out.hi), threshold=consts, ternary_out=ternary_out)
+                      acc_hi=int(out.hi), threshold=consts, ternary_out=ternary_out,
+                      int8_weights=int8)
     return spec, spec.out_values
 
 

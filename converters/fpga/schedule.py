@@ -17,13 +17,15 @@ from ...hw.specs import (
     GapSpec,
     PoolSpec,
     PReluSpec,
+    QuantizeSpec,
     RequantSpec,
     SplitSpec,
     ThresholdSpec,
 )
 
 STREAM_KINDS = {RequantSpec: "requant", PReluSpec: "prelu", AddSpec: "add",
-                ConcatSpec: "concat", GapSpec: "gap", SplitSpec: "split"}
+                ConcatSpec: "concat", GapSpec: "gap", SplitSpec: "split",
+                QuantizeSpec: "quantize"}
 
 HOP = 3  # cycles from a result's queue write to the next frame buffer reporting it full
 OUT_HOP = 2  # ... to the top-level output stream
@@ -66,7 +68,7 @@ class Schedule:
 
 def stage_timing(name: str, layers: str, spec, component) -> StageTiming:
     if isinstance(spec, EngineSpec):
-        w = "t" if spec.ternary_weights else "b"
+        w = "8" if spec.int8_weights else "t" if spec.ternary_weights else "b"
         a = {"int": "i", "bipolar": "b", "ternary": "t"}[spec.frame.values.kind]
         return StageTiming(name, layers, "conv" if spec.out_hw != (1, 1) or spec.window.padded
                            else "dense", spec.pe, spec.simd, spec.compute_cycles,

@@ -30,6 +30,9 @@ DEVICES = {
     "hx8k": (["--hx8k", "--package", "ct256"], 7680, 32),
     "hx1k": (["--hx1k", "--package", "tq144"], 1280, 16),
 }
+# SB_MAC16 DSP blocks (iCE40 UltraPlus DS1056: 8 on the UP5K; the HX parts have none, and
+# synthesis for them runs without -dsp, so yosys builds every multiplier from LUTs there)
+DEVICE_DSPS = {"up5k": 8, "hx8k": 0, "hx1k": 0}
 HARNESS = "edge_harness"
 HARNESS_SHIFT = 127
 
@@ -152,6 +155,22 @@ def _counts(cells: Mapping[str, int]) -> dict[str, int]:
     }
 
 
+def fit_verdict(counts: Mapping[str, int], device: str) -> tuple[bool, list[str]]:
+    """Whether synthesised counts fit `device`, and why not: LUT4s, block RAMs and DSPs
+    (a design needing more SB_MAC16 than the device has cannot be placed, whatever its LUTs)."""
+    _, luts, brams = DEVICES[device]
+    dsps = DEVICE_DSPS[device]
+    name = device.upper()
+    problems = []
+    if counts.get("lut4", 0) > luts:
+        problems.append(f"needs {counts['lut4']} LUT4, the {name} has {luts}")
+    if counts.get("bram", 0) > brams:
+        problems.append(f"needs {counts['bram']} block RAMs, the {name} has {brams}")
+    if counts.get("dsp", 0) > dsps:
+        problems.append(f"needs {counts['dsp']} DSPs (SB_MAC16), the {name} has {dsps}")
+    return not problems, problems
+
+
 def _fmax(work: Path, device: str, seed: int, freq: float) -> float | None:
     flags = DEVICES[device][0]
     report = work / f"pnr_{seed}.json"
@@ -168,9 +187,10 @@ def _fmax(work: Path, device: str, seed: int, freq: float) -> float | None:
 
 def synth_report(files: Mapping[str, str], device: str = "up5k", *, pnr: bool = True,
                  seeds: Sequence[int] = (1,), freq_mhz: float = 100.0, top: str = TOP) -> dict:
-    """LUT4/FF/CARRY/BRAM of the generated top on `device` and, with `pnr`, nextpnr Fmax.
+    """LUT4/FF/CARRY/BRAM/DSP of the generated top on `device` and, with `pnr`, nextpnr Fmax.
 
-    Returns a dict with the counts, the device's capacity, fmax_mhz (best over `seeds`, None if
+    Returns a dict with the counts, the device's capacity, `fits` (LUT4s, block RAMs and DSPs
+    within the device; `fit_problems` says what is short, with the counts), fmax_mhz (best over `seeds`, None if
     placement failed) and per-seed values, the schedule's cycles, inferences/s at Fmax
     (Fmax / initiation interval when inputs stream back to back; Fmax / cycles per inference
     one at a time), the latency in microseconds, and the toolchain labels.
@@ -192,12 +212,15 @@ def synth_report(files: Mapping[str, str], device: str = "up5k", *, pnr: bool = 
                 fmax_seeds[seed] = _fmax(work, device, seed, freq_mhz)
     got = [f for f in fmax_seeds.values() if f is not None]
     fmax = max(got) if got else None
+    fits, problems = fit_verdict(counts, device)
     result = {
         "device": device,
         **counts,
         "device_lut4": luts,
         "device_bram": brams,
-        "fits": counts["lut4"] <= luts and counts["bram"] <= brams,
+        "device_dsp": DEVICE_DSPS[device],
+        "fits": fits,
+        "fit_problems": problems,
         "fmax_mhz": fmax,
         "fmax_by_seed": {str(k): v for k, v in fmax_seeds.items()},
         "toolchain": toolchain_versions(),

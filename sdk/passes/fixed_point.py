@@ -174,7 +174,7 @@ def _solve(layer: L.FixedThreshold, x: TensorInfo) -> None:
 
 
 SUPPORTED_ON = {"fpga"}  # targets that run every real-valued layer and grouped convs
-INT8_ON = {"cortex-m"}  # targets with 8-bit conv/dense and Quantize kernels (issue #11)
+INT8_ON = {"cortex-m", "fpga"}  # targets with 8-bit conv/dense and Quantize kernels (#11)
 
 
 def refuse_on_target(graph, target: str) -> None:
