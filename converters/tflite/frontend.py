@@ -18,6 +18,15 @@ binarisation, +1 for x >= 0); `LceDequantize` unpacks to ±1 floats (the IR alre
 `LceBconv2d` is a binary conv whose padded taps are +1 (`pad_values=1`) or missing
 (`pad_values=0`, LCE corrects for them), with either a float output `y * multiplier + bias`
 or a bitpacked output `bit = popcount > threshold`; `LceBMaxPool2d` max-pools ±1 values.
+
+Real-valued shortcuts (issue #11, Bi-Real / QuickNet-style files): an ADD of two computed
+tensors is `AddTensors`, PRELU and RELU (also fused into ADD/MUL/SUB/DIV/CONV_2D/
+DEPTHWISE_CONV_2D/CONCATENATION) are `PRelu`, MEAN over H, W and a whole-map
+AVERAGE_POOL_2D are `GlobalAvgPool`, CONCATENATION on the channels is `Concat`, and a binary
+DEPTHWISE_CONV_2D (±1 data from LceDequantize, ±a weights) is a `GroupConv2d` with one group
+per channel. The passes lower them to fixed point as for ONNX. int8-quantized tensors are
+refused: LCE's int8 conversion makes every real-valued op TFLite integer arithmetic (its own
+requantisation), which the IR's fixed-point rules do not reproduce.
 """
 
 from __future__ import annotations
@@ -159,6 +168,23 @@ class Frontend:
         if activation != "NONE":
             self.fail(f"fused activation {activation} is not supported")
 
+    def fused(self, v: Val, activation: str) -> Val:
+        """A fused activation: RELU on real-valued data is a `PRelu` with slope 0 (what the
+        TFLite converter makes of a Keras ReLU after an ADD); the others are refused."""
+        if activation == "NONE":
+            return v
+        if activation != "RELU":
+            self.fail(f"fused activation {activation} is not supported (only RELU)")
+        return self.relu(v, f"fused activation {activation}")
+
+    def relu(self, v: Val, what: str) -> Val:
+        if v.info.kind != "float":
+            self.fail(f"{what} on {v.info.kind} data is not supported (only on real-valued data, "
+                      "after a BatchNorm, Mul, Add or residual ADD)")
+        zero = np.zeros(v.info.shape[0], np.float32)
+        name, info = self.emit(L.PRelu, [v.tensor], slope=zero)
+        return Val(name, info, v.layout, v.tshape, v.perm)
+
     # ------------------------------------------------------------------ layouts
     def as_chw(self, v: Val) -> Val:
         if v.layout == "chw":
@@ -290,7 +316,6 @@ class Frontend:
     # ------------------------------------------------------------------ plain TFLite ops
     def op_CONV_2D(self, op: Operator):
         o = schema.conv_options(op)
-        self.act_none(o.activation)
         x = self.as_chw(self.val(op.inputs[0]))
         w = self.const(op.inputs[1], "filter")
         if w.ndim != 4:
@@ -300,7 +325,7 @@ class Frontend:
                       f"{x.info.shape[0]}")
         cw = classify(w.transpose(0, 3, 1, 2).reshape(w.shape[0], -1), self.where())
         out = self._conv(x, cw.values, w.shape[1:3], o.stride, o.dilation, o.padding, 0)
-        self.put(self._scale_bias(out, cw.scale, op))
+        self.put(self.fused(self._scale_bias(out, cw.scale, op), o.activation))
 
     def _scale_bias(self, out: Val, scale: np.ndarray | None, op: Operator) -> Val:
         """The float ops after a float CONV_2D / FULLY_CONNECTED: per-row weight scale, bias."""
@@ -422,34 +447,166 @@ class Frontend:
         self.fail("only a computed tensor combined with a constant is supported")
 
     def op_MUL(self, op: Operator):
-        self.act_none(schema.elementwise_activation(op))
+        act = schema.elementwise_activation(op)
         v, c, _ = self._elementwise(op)
-        self.put(self.affine(v, [L.Mul(self.per_channel(c, v))]))
+        self.put(self.fused(self.affine(v, [L.Mul(self.per_channel(c, v))]), act))
 
     def op_ADD(self, op: Operator):
-        self.act_none(schema.elementwise_activation(op))
+        act = schema.elementwise_activation(op)
+        if len(op.inputs) == 2 and all(t in self.vals for t in op.inputs):
+            self.put(self.fused(self._add_tensors(op), act))
+            return
         v, c, _ = self._elementwise(op)
-        self.put(self.affine(v, [L.Add(self.per_channel(c, v))]))
+        self.put(self.fused(self.affine(v, [L.Add(self.per_channel(c, v))]), act))
+
+    def _add_tensors(self, op: Operator) -> Val:
+        """ADD of two computed tensors: a residual shortcut (`AddTensors`), one shape, no
+        broadcasting, held the same way by the IR."""
+        a, b = self.val(op.inputs[0]), self.val(op.inputs[1])
+        if a.tshape != b.tshape:
+            self.fail(f"ADD of shapes [1, {', '.join(map(str, a.tshape))}] and "
+                      f"[1, {', '.join(map(str, b.tshape))}]: only equal shapes (no "
+                      "broadcasting) are supported for two computed tensors")
+        if a.layout == "raw" or b.layout == "raw":
+            self.fail("ADD of the model input itself is not supported")
+        same_perm = (a.perm is None and b.perm is None) or (
+            a.perm is not None and b.perm is not None and np.array_equal(a.perm, b.perm))
+        if a.layout != b.layout or a.info.shape != b.info.shape or not same_perm:
+            self.fail("ADD of two tensors the IR holds in different layouts is not supported")
+        kinds = {a.info.kind, b.info.kind}
+        if "float" not in kinds and kinds != {"int"}:
+            self.fail(f"ADD of {' and '.join(sorted(kinds))} tensors is not supported (a "
+                      "residual ADD needs real-valued data)")
+        name, info = self.emit(L.AddTensors, [a.tensor, b.tensor])
+        return Val(name, info, a.layout, a.tshape, a.perm)
 
     def op_SUB(self, op: Operator):
-        self.act_none(schema.elementwise_activation(op))
+        act = schema.elementwise_activation(op)
         v, c, const_first = self._elementwise(op)
         pc = self.per_channel(c, v)
         if const_first:  # c - x = (-x) + c, exactly as float32 computes it
             ops = [L.Mul(np.full_like(pc, -1.0)), L.Add(pc)]
         else:
             ops = [L.Add(-pc)]
-        self.put(self.affine(v, ops))
+        self.put(self.fused(self.affine(v, ops), act))
 
     def op_DIV(self, op: Operator):
-        self.act_none(schema.elementwise_activation(op))
+        act = schema.elementwise_activation(op)
         v, c, const_first = self._elementwise(op)
         if const_first:
             self.fail("division by a computed tensor is not supported")
         pc = self.per_channel(c, v)
         if np.any(pc == 0):
             self.fail("division by zero")
-        self.put(self.affine(v, [L.Div(pc)]))
+        self.put(self.fused(self.affine(v, [L.Div(pc)]), act))
+
+    # ------------------------------------------------------------------ real-valued ops (#11)
+    def op_RELU(self, op: Operator):
+        self.put(self.relu(self.val(op.inputs[0]), "RELU"))
+
+    def op_PRELU(self, op: Operator):
+        if len(op.inputs) != 2:
+            self.fail("expected input and alpha")
+        v = self.val(op.inputs[0])
+        if v.info.kind != "float":
+            self.fail(f"PRELU on {v.info.kind} data is not supported (only on real-valued data, "
+                      "after a BatchNorm, Mul, Add or residual ADD)")
+        alpha = self.per_channel(self.const(op.inputs[1], "alpha"), v)
+        if not np.all(np.isfinite(alpha)):
+            self.fail("alpha holds NaN or infinity")
+        name, info = self.emit(L.PRelu, [v.tensor], slope=alpha)
+        self.put(Val(name, info, v.layout, v.tshape, v.perm))
+
+    def op_MEAN(self, op: Operator):
+        """MEAN over H and W of an image (Keras GlobalAveragePooling2D)."""
+        if len(op.inputs) != 2:
+            self.fail("expected input and axes")
+        v = self.val(op.inputs[0])
+        axes = [int(d) for d in np.asarray(self.const(op.inputs[1], "axes")).reshape(-1)]
+        if len(v.tshape) != 3 or v.layout == "hwc_flat" or sorted(d % 4 for d in axes) != [1, 2]:
+            self.fail(f"MEAN is supported over H and W of an image [1, H, W, C] (axes [1, 2]), "
+                      f"got axes {axes} on [1, {', '.join(map(str, v.tshape))}]")
+        self._gap(self.as_chw(v), schema.reducer_keep_dims(op))
+
+    def _gap(self, x: Val, keepdims: bool) -> None:
+        if x.info.kind not in ("float", "int"):
+            self.fail(f"a global average of {x.info.kind} data is not supported (only of "
+                      "real-valued or integer data)")
+        name, info = self.emit(L.GlobalAvgPool, [x.tensor], keepdims=keepdims)
+        c = info.shape[0]
+        self.put(Val(name, info, "chw", (1, 1, c)) if keepdims else Val(name, info, "vec", (c,)))
+
+    def op_AVERAGE_POOL_2D(self, op: Operator):
+        """AVERAGE_POOL_2D over the whole map (a global average); other windows are refused."""
+        o = schema.pool_options(op)
+        self.act_none(o.activation)
+        x = self.as_chw(self.val(op.inputs[0]))
+        _, h, w = x.info.shape
+        whole = tuple(o.kernel) == (h, w) and (
+            o.padding == "VALID" or (o.stride[0] >= h and o.stride[1] >= w))
+        if not whole:
+            self.fail(f"AVERAGE_POOL_2D is supported only over the whole map (window {[h, w]}, "
+                      f"one output pixel), got window {list(o.kernel)}, strides "
+                      f"{list(o.stride)}, {o.padding}")
+        self._gap(x, True)
+
+    def op_CONCATENATION(self, op: Operator):
+        """CONCATENATION on the channels (the last axis) of images, or of flat vectors."""
+        axis, act = schema.concat_options(op)
+        vs = [self.val(t) for t in op.inputs]
+        rank = len(vs[0].tshape) + 1
+        if axis % rank != rank - 1:
+            self.fail(f"CONCATENATION is supported on the channels (last axis), got axis {axis} "
+                      f"of rank {rank}")
+        if rank == 4:
+            vs = [self.as_chw(v) for v in vs]
+            if len({v.info.shape[1:] for v in vs}) != 1:
+                self.fail("shape mismatch: the images to concatenate differ in height or width")
+        elif rank != 2 or any(v.layout not in ("vec", "raw") or v.perm is not None
+                              or len(v.tshape) != 1 for v in vs):
+            self.fail("CONCATENATION of these tensors is not supported (images [1, H, W, C] or "
+                      "plain vectors [1, K])")
+        kinds = {v.info.kind for v in vs}
+        if not (kinds <= {"bipolar", "ternary"} or kinds <= {"int", "float"}):
+            self.fail(f"CONCATENATION of {' and '.join(sorted(kinds))} data is not supported")
+        name, info = self.emit(L.Concat, [v.tensor for v in vs])
+        if rank == 4:
+            c, h, w = info.shape
+            out = Val(name, info, "chw", (h, w, c))
+        else:
+            out = Val(name, info, "vec", (info.shape[0],))
+        self.put(self.fused(out, act))
+
+    def op_DEPTHWISE_CONV_2D(self, op: Operator):
+        """Binary depthwise conv (Larq QuantDepthwiseConv2D: ±1 data from LceDequantize, ±a
+        float weights with the BatchNorm folded in): a `GroupConv2d` with one group per input
+        channel. A float depthwise conv on real-valued data has no binary form: refused."""
+        o = schema.depthwise_options(op)
+        x = self.as_chw(self.val(op.inputs[0]))
+        if x.info.kind == "float":
+            self.fail("DEPTHWISE_CONV_2D on real-valued data (a float depthwise conv) is not "
+                      "supported; only binary ones (±1 or integer input, ±a weights per channel)")
+        w = self.const(op.inputs[1], "filter")
+        c = x.info.shape[0]
+        if w.ndim != 4 or w.shape[0] != 1:
+            self.fail(f"filter must be [1, kh, kw, C * multiplier], got shape {list(w.shape)}")
+        if o.multiplier < 1 or w.shape[3] != c * o.multiplier:
+            self.fail(f"shape mismatch: the filter has {w.shape[3]} channels, the data {c} "
+                      f"with depth multiplier {o.multiplier}")
+        if min(o.stride) < 1 or min(o.dilation) < 1:
+            self.fail(f"strides {list(o.stride)} and dilations {list(o.dilation)} must be >= 1")
+        kernel = w.shape[1:3]
+        rows = w[0].transpose(2, 0, 1).reshape(w.shape[3], -1)  # [O, kh*kw]: 1 channel/group
+        cw = classify(rows, self.where())
+        _, h, wd = x.info.shape
+        pads = tflite_pads((h, wd), kernel, o.stride, o.dilation, o.padding)
+        name, info = self.emit(L.GroupConv2d, [x.tensor], weights=L.IntWeights(cw.values),
+                               in_channels=c, kernel=tuple(int(k) for k in kernel),
+                               strides=tuple(int(s) for s in o.stride), pads=pads,
+                               dilations=tuple(int(d) for d in o.dilation), groups=c)
+        oc, oh, ow = info.shape
+        out = Val(name, info, "chw", (oh, ow, oc))
+        self.put(self.fused(self._scale_bias(out, cw.scale, op), o.activation))
 
     def op_SIGN(self, op: Operator):
         """SIGN; the Larq spelling sign(sign(x) + c), 0 < |c| < 1, is one ±1 binarisation."""

@@ -7,6 +7,8 @@ only the file reader (schema.py) with the frontend, so a mistake in the IR mappi
 bit order, padding, thresholds) shows up as a difference. Float accumulations run in float64
 and round once to float32, so float results agree with TFLite to float32 rounding; integer
 parts are exact. The committed LCE fixtures check this module against LCE's own interpreter.
+Fused activations are applied after the op; MEAN over H, W sums in float32 in TFLite's
+row-major order (h outer, w inner) and divides once.
 """
 
 from __future__ import annotations
@@ -51,6 +53,28 @@ def _windows(x: np.ndarray, kernel, stride, dilation, pads, fill) -> np.ndarray:
     return win.transpose(0, 1, 2, 4, 5, 3)
 
 
+def _activation(y: np.ndarray, activation: str) -> np.ndarray:
+    """A fused activation after the op (float32)."""
+    if activation == "NONE":
+        return y
+    if activation == "RELU":
+        return np.maximum(y, F32(0)).astype(F32)
+    if activation == "RELU6":
+        return np.clip(y, F32(0), F32(6)).astype(F32)
+    if activation == "RELU_N1_TO_1":
+        return np.clip(y, F32(-1), F32(1)).astype(F32)
+    raise ValueError(f"fused activation {activation}")
+
+
+def _mean_hw(x: np.ndarray, keepdims: bool) -> np.ndarray:
+    total = np.zeros((x.shape[0], x.shape[3]), F32)
+    for i in range(x.shape[1]):
+        for j in range(x.shape[2]):
+            total = (total + x[:, i, j, :]).astype(F32)
+    y = (total / F32(x.shape[1] * x.shape[2])).astype(F32)
+    return y[:, None, None, :] if keepdims else y
+
+
 class Reference:
     def __init__(self, model: schema.Model):
         self.m = model
@@ -93,7 +117,20 @@ class Reference:
         acc = np.einsum("nyxijc,oijc->nyxo", win, w).astype(F32)
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             acc = acc + self.get(op.inputs[2]).astype(F32)
-        return acc
+        return _activation(acc, o.activation)
+
+    def op_DEPTHWISE_CONV_2D(self, op: Operator) -> np.ndarray:
+        """Output channel o = c * multiplier + j reads input channel c (zero padding)."""
+        o = schema.depthwise_options(op)
+        x, w = self.get(op.inputs[0]), self.get(op.inputs[1]).astype(np.float64)
+        kernel = w.shape[1:3]
+        pads = tflite_pads(x.shape[1:3], kernel, o.stride, o.dilation, o.padding)
+        win = _windows(x.astype(np.float64), kernel, o.stride, o.dilation, pads, 0.0)
+        win = np.repeat(win, o.multiplier, axis=-1)  # [N, OH, OW, kh, kw, C * multiplier]
+        acc = np.einsum("nyxijo,ijo->nyxo", win, w[0]).astype(F32)
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            acc = acc + self.get(op.inputs[2]).astype(F32)
+        return _activation(acc, o.activation)
 
     def op_FULLY_CONNECTED(self, op: Operator) -> np.ndarray:
         x = self.get(op.inputs[0])
@@ -111,7 +148,8 @@ class Reference:
 
     def _binary(self, op: Operator, fn) -> np.ndarray:
         a, b = (self.get(i) for i in op.inputs[:2])
-        return fn(a.astype(F32), b.astype(F32)).astype(F32)
+        y = fn(a.astype(F32), b.astype(F32)).astype(F32)
+        return _activation(y, schema.elementwise_activation(op))
 
     def op_ADD(self, op):
         return self._binary(op, np.add)
@@ -127,6 +165,35 @@ class Reference:
 
     def op_SIGN(self, op):
         return np.sign(self.get(op.inputs[0])).astype(F32)
+
+    def op_RELU(self, op):
+        return _activation(self.get(op.inputs[0]).astype(F32), "RELU")
+
+    def op_PRELU(self, op: Operator) -> np.ndarray:
+        x = self.get(op.inputs[0]).astype(F32)
+        alpha = self.get(op.inputs[1]).astype(F32)
+        return np.where(x >= 0, x, x * alpha).astype(F32)
+
+    def op_MEAN(self, op: Operator) -> np.ndarray:
+        """TFLite's float MEAN over H, W: a float32 sum in row-major order (h outer, w inner),
+        then one division by the count."""
+        x = self.get(op.inputs[0]).astype(F32)
+        axes = sorted(int(a) % x.ndim for a in np.asarray(self.get(op.inputs[1])).reshape(-1))
+        if x.ndim != 4 or axes != [1, 2]:
+            raise ValueError(f"MEAN over axes {axes} of rank {x.ndim}")
+        return _mean_hw(x, schema.reducer_keep_dims(op))
+
+    def op_AVERAGE_POOL_2D(self, op: Operator) -> np.ndarray:
+        o = schema.pool_options(op)
+        x = self.get(op.inputs[0]).astype(F32)
+        if tuple(o.kernel) != x.shape[1:3]:
+            raise ValueError(f"AVERAGE_POOL_2D window {list(o.kernel)} is not the whole map")
+        return _activation(_mean_hw(x, True), o.activation)
+
+    def op_CONCATENATION(self, op: Operator) -> np.ndarray:
+        axis, act = schema.concat_options(op)
+        parts = [self.get(i).astype(F32) for i in op.inputs]
+        return _activation(np.concatenate(parts, axis=axis), act)
 
     def op_RESHAPE(self, op: Operator) -> np.ndarray:
         x = self.get(op.inputs[0])

@@ -295,3 +295,36 @@ def reshape_new_shape(op: Operator) -> list[int] | None:
     t = _opts(op, 17)
     arr = None if t is None else t.array(0, "int32")
     return None if arr is None else [int(v) for v in arr]
+
+
+@dataclass(frozen=True)
+class DepthwiseOptions:
+    padding: str
+    stride: tuple[int, int]  # h, w
+    dilation: tuple[int, int]
+    multiplier: int
+    activation: str
+
+
+def depthwise_options(op: Operator) -> DepthwiseOptions:
+    """DepthwiseConv2DOptions: padding, stride_w, stride_h, depth_multiplier, activation,
+    dilation_w, dilation_h (fields 0..6)."""
+    t = _opts(op, 2)
+    g = (lambda i, fmt, d=0: d if t is None else t.scalar(i, fmt, d))
+    return DepthwiseOptions(_padding(g(0, "b"), op), (g(2, "i"), g(1, "i")),
+                            (g(6, "i", 1), g(5, "i", 1)), g(3, "i", 1),
+                            activation_name(g(4, "b")))
+
+
+def concat_options(op: Operator) -> tuple[int, str]:
+    """ConcatenationOptions: (axis, fused activation)."""
+    t = _opts(op, 10)
+    if t is None:
+        return 0, "NONE"
+    return t.scalar(0, "i", 0), activation_name(t.scalar(1, "b"))
+
+
+def reducer_keep_dims(op: Operator) -> bool:
+    """ReducerOptions (MEAN, SUM...): keep_dims."""
+    t = _opts(op, 27)
+    return False if t is None else bool(t.scalar(0, "?", False))
