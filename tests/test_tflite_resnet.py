@@ -254,6 +254,54 @@ def test_global_average_variants_golden_equals_reference(tmp_path, how):
     assert_close_to_reference(m.run(xs), run_reference(path, xs), exact=True)
 
 
+MAXPOOL = 17
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_depthwise_multiplier_residual_concat_golden_equals_reference(tmp_path, seed):
+    """Random weights: depthwise conv with depth multiplier 2 and stride 2 (output channel
+    c * 2 + j reads input channel c), a residual ADD onto a concat of a maxpool shortcut and
+    its PReLU, a flattened HWC map into a binary dense layer; integer outputs, so exact."""
+    rng = np.random.default_rng(seed)
+    w = Writer()
+    x, y = _float_map_6(w, rng)
+    s = w.tensor([1, 3, 3, 2])
+    w.op(MAXPOOL, [y], [s], pool_opts(1, (2, 2), (2, 2)))
+    p = w.tensor([1, 3, 3, 2])
+    w.op(PRELU, [s, w.const(rng.uniform(-0.5, 0.5, (1, 1, 2)).astype(np.float32))], [p])
+    c = w.tensor([1, 3, 3, 4])
+    w.op(CONCAT, [s, p], [c], concat_opts(-1))
+    b = w.tensor([1, 6, 6, 2])
+    w.op(SIGN, [y], [b])
+    scale = rng.uniform(0.1, 2.0, 4).astype(np.float32)
+    dw = (rng.choice([-1.0, 1.0], (1, 3, 3, 4)) * scale).astype(np.float32)
+    d = w.tensor([1, 3, 3, 4])
+    w.op(DEPTHWISE, [b, w.const(dw), w.const(rng.normal(0, 1, 4).astype(np.float32))], [d],
+         depthwise_opts(0, (2, 2), 2))
+    r = w.tensor([1, 3, 3, 4])
+    w.op(ADD, [d, c], [r], add_opts(0))
+    f = w.tensor([1, 36])
+    w.op(RESHAPE, [r, w.const(np.int32([1, 36]))], [f])
+    out = _head(w, f, 36)
+    path = tmp_path / "dw.tflite"
+    path.write_bytes(w.build([x], [out]))
+    m = edge_sdk.load(path)
+    g = next(layer for layer in m.source.layers if isinstance(layer, L.GroupConv2d))
+    assert (g.groups, g.in_channels, g.weights.rows) == (2, 2, 4)
+    xs = rng.integers(0, 17, (48, 6, 6, 1)).astype(np.float32)
+    assert_close_to_reference(m.run(xs), run_reference(path, xs), exact=True)
+
+
+def _float_map_6(w: Writer, rng):
+    """input [1, 6, 6, 1] -> CONV_2D 3x3 (random ±1) + bias: real-valued [1, 6, 6, 2]."""
+    x = w.tensor([1, 6, 6, 1], name="image")
+    y = w.tensor([1, 6, 6, 2])
+    filt = rng.choice([-1.0, 1.0], (2, 3, 3, 1)).astype(np.float32)
+    w.op(CONV, [x, w.const(filt), w.const(rng.normal(0, 3, 2).astype(np.float32))], [y],
+         conv_opts(0, (1, 1), (1, 1)))
+    return x, y
+
+
 def _bad_models():
     cases = {}
     w = Writer()
@@ -298,6 +346,20 @@ def _bad_models():
     out = w.tensor([1, 2, 2, 2], name="pool_out")
     w.op(AVG_POOL, [y], [out], pool_opts(1, (2, 2), (2, 2)))
     cases["local average pool"] = (w, x, out, ["AVERAGE_POOL_2D", "whole map"])
+    w = Writer()
+    x, y = _float_map(w)
+    b = w.tensor([1, 4, 4, 2])
+    w.op(SIGN, [y], [b])
+    out = w.tensor([1, 4, 4, 2], name="sum")
+    w.op(ADD, [b, b], [out], add_opts(0))
+    cases["add of two signs"] = (w, x, out, ["ADD", "residual ADD needs real-valued"])
+    w = Writer()
+    x, y = _float_map(w)
+    s = w.tensor([1, 2, 2, 2])
+    w.op(MAXPOOL, [y], [s], pool_opts(1, (2, 2), (2, 2)))
+    out = w.tensor([1, 4, 4, 2], name="sum")
+    w.op(ADD, [y, s], [out], add_opts(0))
+    cases["add broadcast"] = (w, x, out, ["ADD", "only equal shapes"])
     return cases
 
 
