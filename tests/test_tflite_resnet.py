@@ -27,6 +27,7 @@ from edge_sdk.ir import layers as L
 
 LARQ = EXAMPLES / "larq"
 NAME = "resnet_lce"
+RANDOM = "resnet_random_lce"
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which(
     "qemu-system-arm") is not None
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
@@ -99,18 +100,32 @@ def test_cli_run_check_and_fixed_point(tmp_path, data):
     assert np.mean(np.load(tmp_path / "yf.npy").argmax(1) == ref.argmax(1)) >= 0.99
 
 
+def test_random_quicknet_block_exact():
+    """Untrained BN(ReLU(bconv)) + x block (a standalone RELU operator, random BN statistics
+    with negative scales), binary dense output: exact integers, so bit-exact with LCE."""
+    ops = [op.name for op in schema.load(LARQ / f"{RANDOM}.tflite").operators]
+    assert ops[2:6] == ["LceBconv2d", "RELU", "MUL", "ADD"]
+    x, ref = np.load(LARQ / f"{RANDOM}_x.npy"), np.load(LARQ / f"{RANDOM}_ref.npy")
+    m = edge_sdk.load(LARQ / f"{RANDOM}.tflite")
+    assert_close_to_reference(m.run(x), ref, exact=True)
+    assert_close_to_reference(run_reference(LARQ / f"{RANDOM}.tflite", x), ref, exact=True)
+    assert np.mean(m.run(x, fixed_point=True).argmax(1) == ref.argmax(1)) >= 0.99
+
+
 # ---------------------------------------------------------------------------- backends
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-def test_cortex_m_qemu_bit_exact_with_fixed_point(tmp_path, model, data):
-    x = data[0][:4]
+@pytest.mark.parametrize("name", [NAME, RANDOM])
+def test_cortex_m_qemu_bit_exact_with_fixed_point(tmp_path, name):
+    x = np.load(LARQ / f"{name}_x.npy")[:4]
     np.save(tmp_path / "x.npy", x)
-    proc = run_cli("convert", LARQ / f"{NAME}.tflite", "--target", "cortex-m", "-o",
+    proc = run_cli("convert", LARQ / f"{name}.tflite", "--target", "cortex-m", "-o",
                    tmp_path / "cm")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("simulate", tmp_path / "cm", "--input", tmp_path / "x.npy", "--output",
                    tmp_path / "y.npy", "--check")
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.run(x, fixed_point=True))
+    want = edge_sdk.load(LARQ / f"{name}.tflite").run(x, fixed_point=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), want)
 
 
 @pytest.mark.slow

@@ -20,6 +20,10 @@ shortcut, as Bi-Real Net and QuickNet do:
     head   BN(mean over H, W) -> dense10 (binary, sign of it) -> BN   MEAN, MUL/ADD on a vector
            (the BN keeps the sign of a mean of ReLU outputs from being always +1)
 
+`resnet_random_lce.tflite`: an untrained QuickNet block, BN(ReLU(bconv(sign x))) + x, with
+random BatchNorm statistics, mean and a binary dense layer (exact integer outputs; LCE writes
+the ReLU as a RELU operator), on random integer inputs 0..16.
+
 It writes, next to this file, `resnet_lce.tflite`, `resnet_lce_x.npy` (the first 64 test
 digits) and `resnet_lce_ref.npy` (LCE's interpreter on them; logits, no softmax), and
 `resnet_int8.tflite` etc. when LCE's converter produces an 8-bit variant
@@ -81,6 +85,29 @@ def build() -> tf.keras.Model:
     out = lq.layers.QuantDense(10, **BINARY)(g)
     out = K.BatchNormalization(momentum=0.9)(out)
     return tf.keras.Model(inp, out)
+
+
+def build_random() -> tf.keras.Model:
+    """Untrained QuickNet block, y = BN(ReLU(bconv(sign x))) + x, with random BatchNorm
+    statistics (negative scales too), then mean -> binary dense: exact integer outputs. LCE
+    keeps this ReLU as a RELU operator between the bconv and the BN's MUL/ADD."""
+    inp = K.Input((8, 8, 1))
+    x0 = lq.layers.QuantConv2D(16, 3, padding="same", kernel_quantizer="ste_sign",
+                               kernel_constraint="weight_clip", use_bias=False)(inp)
+    x0 = K.BatchNormalization()(x0)
+    y = lq.layers.QuantConv2D(16, 3, padding="same", **BINARY)(x0)
+    y = K.BatchNormalization()(K.ReLU()(y))
+    g = K.GlobalAveragePooling2D()(K.Add()([y, x0]))
+    model = tf.keras.Model(inp, lq.layers.QuantDense(10, **BINARY)(g))
+    rng = np.random.default_rng(SEED + 2)
+    for layer in model.layers:
+        if isinstance(layer, K.BatchNormalization):
+            c = layer.get_weights()[0].shape[0]
+            gamma = rng.choice([-1.0, 1.0], c) * rng.uniform(0.3, 2.0, c)
+            stats = (gamma, rng.normal(0.0, 1.0, c), rng.normal(0.0, 4.0, c),
+                     rng.uniform(0.5, 20.0, c))
+            layer.set_weights([np.float32(v) for v in stats])
+    return model
 
 
 def train(model: tf.keras.Model, x: np.ndarray, y: np.ndarray) -> None:
@@ -152,6 +179,12 @@ def main() -> None:
             (HERE / "resnet_int8.tflite").write_bytes(fb8)
     except Exception as exc:  # noqa: BLE001 - recorded, not fatal
         record["resnet_int8"] = {"convert_error": repr(exc)}
+
+    rnd = build_random()
+    rnd_fb = lce.convert_keras_model(rnd)
+    rx = np.random.default_rng(SEED + 3).integers(0, 17, (SAMPLE_SIZE, 8, 8, 1)).astype(np.float32)
+    record["resnet_random_lce"] = {"ops": op_names(rnd_fb)}
+    write("resnet_random_lce", rnd_fb, rx, lce_outputs(rnd_fb, rx).astype(np.float32))
 
     (HERE / "resnet_accuracy.json").write_text(json.dumps(record, indent=1, sort_keys=True)
                                                + "\n")
