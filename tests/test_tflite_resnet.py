@@ -15,6 +15,8 @@ import shutil
 import numpy as np
 import pytest
 from conftest import EXAMPLES, assert_close_to_reference, run_cli
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from test_tflite import CONV, FC, RESHAPE, SIGN, Writer, conv_opts, pool_opts
 
 import edge_sdk
@@ -401,3 +403,25 @@ def test_int8_variant_is_refused(tmp_path):
         edge_sdk.load(path)
     msg = str(info.value)
     assert "\n" not in msg and "quantized" in msg and "INT8" in msg, msg
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 3), st.booleans())
+@example(41, 3, False)  # a MUL whose options table is broken
+def test_corrupted_resnet_gives_edge_errors_only(seed, flips, truncate):
+    """Random byte flips (and truncations) of the ResNet fixture: the reader and the operator
+    handlers, which read builtin options lazily, load a model or raise EdgeError, nothing
+    else (a bad options table used to escape as flatbuf.FormatError)."""
+    from edge_sdk.converters.tflite.frontend import Frontend
+    from edge_sdk.passes.pipeline import lower
+
+    rng = np.random.default_rng(seed)
+    blob = bytearray((LARQ / f"{NAME}.tflite").read_bytes())
+    for _ in range(flips):
+        blob[rng.integers(0, len(blob))] = rng.integers(0, 256)
+    if truncate:
+        blob = blob[: rng.integers(len(blob) // 2, len(blob) + 1)]
+    try:
+        lower(Frontend(schema.parse(bytes(blob), "fuzz.tflite")).run())
+    except EdgeError:
+        pass

@@ -43,6 +43,7 @@ from edge_sdk.ir import layers as L
 from edge_sdk.ir.graph import Graph, TensorInfo, infer
 
 from . import lce, schema
+from .flatbuf import FormatError
 from .schema import Operator, Tensor
 
 # Float inputs holding integers, as for ONNX (covers uint8 and int8 data); `input_range` overrides.
@@ -271,7 +272,10 @@ class Frontend:
             if handler is None:
                 kind = "custom operator" if op.custom else "operator"
                 self.fail(f"unsupported {kind} {op.name}")
-            handler(op)
+            try:
+                handler(op)
+            except FormatError as exc:  # options tables are read lazily, here
+                self.fail(f"builtin options are not a valid FlatBuffer table: {exc}")
         self.op = None
         out_t = self.tensor(m.outputs[0])
         out = self.vals.get(m.outputs[0])
@@ -501,7 +505,12 @@ class Frontend:
         self.put(self.fused(self.affine(v, [L.Div(pc)]), act))
 
     # ------------------------------------------------------------------ real-valued ops (#11)
+    def _inputs(self, op: Operator, n: int) -> None:
+        if len(op.inputs) < n:
+            self.fail(f"expected {n} input(s), found {len(op.inputs)}")
+
     def op_RELU(self, op: Operator):
+        self._inputs(op, 1)
         self.put(self.relu(self.val(op.inputs[0]), "RELU"))
 
     def op_PRELU(self, op: Operator):
@@ -540,6 +549,7 @@ class Frontend:
         """AVERAGE_POOL_2D over the whole map (a global average); other windows are refused."""
         o = schema.pool_options(op)
         self.act_none(o.activation)
+        self._inputs(op, 1)
         x = self.as_chw(self.val(op.inputs[0]))
         _, h, w = x.info.shape
         whole = tuple(o.kernel) == (h, w) and (
@@ -553,6 +563,7 @@ class Frontend:
     def op_CONCATENATION(self, op: Operator):
         """CONCATENATION on the channels (the last axis) of images, or of flat vectors."""
         axis, act = schema.concat_options(op)
+        self._inputs(op, 1)
         vs = [self.val(t) for t in op.inputs]
         rank = len(vs[0].tshape) + 1
         if axis % rank != rank - 1:
@@ -582,6 +593,7 @@ class Frontend:
         float weights with the BatchNorm folded in): a `GroupConv2d` with one group per input
         channel. A float depthwise conv on real-valued data has no binary form: refused."""
         o = schema.depthwise_options(op)
+        self._inputs(op, 2)
         x = self.as_chw(self.val(op.inputs[0]))
         if x.info.kind == "float":
             self.fail("DEPTHWISE_CONV_2D on real-valued data (a float depthwise conv) is not "
