@@ -104,6 +104,16 @@ def test_plan_puts_8bit_layers_on_int8_engines(paths, name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_default_folding_keeps_8bit_products_within_the_up5k_dsps(paths, name):
+    """Integer data times int8 codes: one multiplier (SB_MAC16 on the UP5K) per PE x SIMD
+    lane; the default folding keeps their sum within the UP5K's 8 DSP blocks."""
+    ir = _model(name, paths).ir
+    products = sum(s.pe * s.simd for s in plan(ir).stages if isinstance(s, EngineSpec)
+                   and s.int8_weights and s.frame.values.kind == "int")
+    assert 1 <= products <= 8
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_amaranth_bit_exact_with_fixed_point_golden(paths, name):
     ir = _model(name, paths).ir
     x = t8.model_inputs(name, 12, seed=11)

@@ -5,6 +5,12 @@ target T: each layer takes the cheapest (PE, SIMD) that finishes a frame within 
 the smallest value whose summed LUT estimate fits the budget. SIMD stops at 64 (DESIGN.md:
 the registered popcount tree holds ~100 MHz on UP5K up to about that width) and at the channels
 of one pixel (an engine word never spans two pixels); PE stops at the layer's outputs.
+
+8-bit layers on integer data (issue #11) multiply: each of their PE x SIMD lanes is an x * w
+product, an SB_MAC16 on the UP5K (yosys `synth_ice40 -dsp`), which has 8. The default folding
+therefore also keeps the summed products within DEFAULT_DSPS, slowing the network's target
+cycle if it must (the stream stages' multipliers of real-valued layers are not counted here:
+the synthesis report's `fits` checks the real DSP count).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ MAX_PE = 64
 DEVICE_LCS = {"up5k": 5280, "hx8k": 7680}
 DEFAULT_BUDGET = int(DEVICE_LCS["up5k"] * 0.75)
 MAX_FRAME_EBR = 8  # a frame buffer needing more block RAMs than this lives in registers
+DEFAULT_DSPS = 8  # the UP5K's SB_MAC16 blocks (iCE40 UltraPlus DS1056)
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,10 @@ class LayerShape:
     def cycles(self, pe: int, simd: int) -> int:
         return (self.out_pixels * math.ceil(self.out_channels / pe) * self.taps
                 * math.ceil(self.in_channels / simd))
+
+    def products(self, pe: int, simd: int) -> int:
+        """Parallel x * w multipliers: integer data times int8 codes (±1 data need none)."""
+        return pe * simd if self.weight_bits == 8 and self.int_bits is not None else 0
 
     def luts(self, pe: int, simd: int) -> float:
         """Logic cells (LUT4 + unpaired FFs), roughly: per lane, per PE, per engine, frame.
@@ -86,16 +97,19 @@ def _pick(layer: LayerShape, target: int) -> tuple[int, int]:
     return min(ok, key=lambda p: (layer.luts(*p), layer.cycles(*p), -p[1]))
 
 
-def default_folding(layers: list[LayerShape], budget: float = DEFAULT_BUDGET
-                    ) -> list[tuple[int, int]]:
-    """(PE, SIMD) per layer: the smallest common cycle target that fits `budget` LUTs."""
+def default_folding(layers: list[LayerShape], budget: float = DEFAULT_BUDGET,
+                    dsps: int = DEFAULT_DSPS) -> list[tuple[int, int]]:
+    """(PE, SIMD) per layer: the smallest common cycle target that fits `budget` LUTs and
+    `dsps` parallel products of 8-bit layers on integer data."""
     targets = sorted({layer.cycles(*p) for layer in layers for p in pairs(layer)})
     best = [_pick(layer, targets[-1]) for layer in layers]
     lo, hi = 0, len(targets) - 1
     while lo <= hi:
         mid = (lo + hi) // 2
         choice = [_pick(layer, targets[mid]) for layer in layers]
-        if sum(layer.luts(*c) for layer, c in zip(layers, choice, strict=True)) <= budget:
+        pairs_ = list(zip(layers, choice, strict=True))
+        if sum(la.luts(*c) for la, c in pairs_) <= budget and \
+                sum(la.products(*c) for la, c in pairs_) <= dsps:
             best, hi = choice, mid - 1
         else:
             lo = mid + 1
