@@ -140,3 +140,47 @@ def test_fpga_bit_exact_on_a_few_images(name, data, golden, tmp_path):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fpga_bit_exact_on_more_images(name, data, golden, tmp_path):
     _fpga(name, FPGA_SLOW, data, golden, tmp_path)
+
+
+@pytest.mark.slow
+@needs_icarus
+@pytest.mark.xfail(strict=True, reason="FPGA: a Concat of one tensor with itself (Bi-Real's "
+                   "parameter-free shortcut cat(maxpool(x), maxpool(x))) stalls the pipeline "
+                   "from the third streamed image on (cocotb: max_cycles reached, no result)")
+def test_fpga_concat_of_one_tensor_twice(data, tmp_path):
+    """The shortcut examples/resnets avoids: a reproducer for the FPGA backend (random
+    weights; BN statistics from the test images). Expected: the golden fixed-point output."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from edge_sdk.train import BinaryActivation, BinaryConv2d, BinaryLinear, export_onnx
+
+    class CatTwice(nn.Module):
+        def __init__(self, c: int = 8) -> None:
+            super().__init__()
+            self.stem, self.bn0 = BinaryConv2d(1, c, 3, padding=1), nn.BatchNorm2d(c)
+            self.sign = BinaryActivation()
+            self.conv = BinaryConv2d(c, 2 * c, 3, stride=2, padding=1)
+            self.bn1, self.pool = nn.BatchNorm2d(2 * c), nn.MaxPool2d(2)
+            self.fc, self.bnf = BinaryLinear(2 * c, 10), nn.BatchNorm1d(10)
+
+        def forward(self, x):
+            x = self.bn0(self.stem(x))
+            p = self.pool(x)
+            x = torch.cat([p, p], 1) + self.bn1(self.conv(self.sign(x)))
+            return self.bnf(self.fc(self.sign(x.mean((2, 3)))))
+
+    torch.manual_seed(0)
+    model = CatTwice().train()
+    x = data[0]
+    with torch.no_grad():
+        model(torch.from_numpy(x[:200]))
+    path = tmp_path / "cat_twice.onnx"
+    export_onnx(model, torch.from_numpy(x[:2]), path)
+    xs, want, out = tmp_path / "x.npy", tmp_path / "want.npy", tmp_path / "fpga"
+    np.save(xs, x[:4])
+    _cli("run", path, *RANGE, "--input", xs, "--output", want, "--fixed-point")
+    _cli("convert", path, *RANGE, "--target", "fpga", "-o", out)
+    proc = run_cli("simulate", out, "--input", xs, "--output", tmp_path / "y.npy")
+    assert proc.returncode == 0, proc.stderr[-300:]
+    assert np.array_equal(np.load(tmp_path / "y.npy"), np.load(want))

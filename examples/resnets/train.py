@@ -8,16 +8,18 @@ every float op reads an exact integer accumulator).
 ``bireal_digits.onnx`` (Bi-Real style, 8-bit first and last layers by calibration):
   float conv 3x3 1->16 -> BN                      (8-bit: the SDK calibrates it, --calibrate)
   block  x + BN(binconv3x3(sign(x)))              16ch 8x8
-  down   cat(maxpool(x), maxpool(x)) + BN(binconv3x3 stride 2(sign(x)))   16 -> 32ch 4x4
+  down   cat(maxpool(x), maxpool(BN(binconv1x1(sign(x))))) + BN(binconv3x3 stride 2(sign(x)))
+                                                  16 -> 32ch 4x4
   block  x + BN(binconv3x3(sign(x)))              32ch 4x4
   global average pool -> float Linear 32->10      (8-bit: calibrated, its input quantised)
 The two float layers train with their weights on the 8-bit grid `--calibrate` uses (per output
 channel, max|w| / 127, straight-through rounding) and are exported with the rounded values, so
-the SDK's 8-bit codes are the trained ones. Without it (plain float layers), the rounded stem
+the SDK's 8-bit codes are the trained ones. Without it (plain float layers, measured on an
+earlier version of this network with a parameter-free shortcut), the rounded stem
 flipped 0.14 % of the first signs and `run --fixed-point` agreed with `run` on only 98.2 % of
 the test images; with it, on all of them.
-The downsampling shortcut is parameter-free (max-pool on the real-valued map, concatenated
-with itself to double the channels), as Bi-Real's concat shortcut without the 1x1 path.
+The downsampling shortcut keeps the real-valued map (max-pooled) for the first 16 channels and
+adds a 1x1 binary path for the 16 new ones.
 
 ``reactnet_digits.onnx`` (ReActNet style, binary first and last layers, so the FPGA takes it
 without 8-bit support):
@@ -159,7 +161,12 @@ class RPReLU(nn.Module):
 
 class BiRealBlock(nn.Module):
     """x + BN(binary_conv3x3(sign(x))): Bi-Real's real-valued shortcut around each binary conv.
-    With stride 2 the shortcut is cat(maxpool(x), maxpool(x)) (channels doubled)."""
+
+    With stride 2 (channels doubled) the shortcut is cat(maxpool(x), maxpool(BN(binary
+    conv1x1(sign(x))))): the real-valued map pooled, beside a 1x1 binary path for the new
+    channels. (cat(maxpool(x), maxpool(x)), the parameter-free form, stalls the FPGA pipeline
+    after two images: see README.md.)
+    """
 
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
@@ -168,14 +175,15 @@ class BiRealBlock(nn.Module):
         self.bn = nn.BatchNorm2d(cout)
         self.down = stride != 1
         if self.down:
-            assert cout == 2 * cin
             self.pool = nn.MaxPool2d(stride)
+            self.short = BinaryConv2d(cin, cout - cin, 1)
+            self.short_bn = nn.BatchNorm2d(cout - cin)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.bn(self.conv(self.sign(x)))
+        b = self.sign(x)
+        y = self.bn(self.conv(b))
         if self.down:
-            p = self.pool(x)
-            x = torch.cat([p, p], 1)
+            x = torch.cat([self.pool(x), self.pool(self.short_bn(self.short(b)))], 1)
         return x + y
 
 
