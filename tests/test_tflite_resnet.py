@@ -144,48 +144,20 @@ def test_cortex_m_qemu_all_samples(tmp_path, model, data):
     np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
 
 
-def _nchw_ir(model, folder):
-    """The lowered IR with the 1-channel NHWC input taken as NCHW [1, H, W] directly (the same
-    bytes): the frontend's Input + Reshape pair becomes one Input."""
-    ir = model.ir
-    inp, reshape = ir.layers[0], ir.layers[1]
-    assert isinstance(reshape, L.Reshape) and reshape.inputs == ["input"]
-    layers = [L.Input(name="input", inputs=[], output="input", source=inp.source,
-                      shape=tuple(reshape.shape), lo=inp.lo, hi=inp.hi)]
-    for layer in ir.layers[2:]:
-        layer = type(layer)(**{**layer.__dict__, "inputs": [
-            "input" if t == reshape.output else t for t in layer.inputs]})
-        layers.append(layer)
-    from edge_sdk.ir.graph import Graph
-    from edge_sdk.ir.serialize import save
-
-    save(Graph(ir.name, layers, ir.inputs, ir.outputs, dict(ir.source)), folder)
-    return folder
-
-
 @needs_icarus
 def test_fpga_sim_bit_exact_with_fixed_point(tmp_path, model, data):
-    """FPGA (cocotb + Icarus, --board sim) on 3 digits: every layer this file maps, bit-exact.
-    The backend cannot yet lay out the NHWC -> NCHW reshape of the 1-channel input (see the
-    xfail below), so the IR folder takes the input as [N, 1, 8, 8]."""
+    """FPGA (cocotb + Icarus, --board sim) straight from the .tflite file on 3 digits: every
+    layer this file maps, bit-exact; the NHWC [8, 8, 1] input's reshape to [1, 8, 8] streams
+    as the conv's map (same element order)."""
     x = data[0][:3]
-    ir_folder = _nchw_ir(model, tmp_path / "ir")
-    np.save(tmp_path / "x.npy", x.reshape(3, 1, 8, 8))
-    proc = run_cli("convert", ir_folder, "--target", "fpga", "--board", "sim", "-o",
-                   tmp_path / "fp")
+    np.save(tmp_path / "x.npy", x)
+    proc = run_cli("convert", LARQ / f"{NAME}.tflite", "--target", "fpga", "--board", "sim",
+                   "-o", tmp_path / "fp")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("simulate", tmp_path / "fp", "--input", tmp_path / "x.npy", "--output",
                    tmp_path / "y.npy", "--check")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), model.run(x, fixed_point=True))
-
-
-@pytest.mark.xfail(strict=True, reason="FPGA backend: a Reshape of the [H, W, 1] input to "
-                   "[1, H, W] is 'a reshaped tensor' for its conv layout")
-def test_fpga_convert_straight_from_the_tflite_file(tmp_path):
-    proc = run_cli("convert", LARQ / f"{NAME}.tflite", "--target", "fpga", "--board", "sim",
-                   "-o", tmp_path / "fp")
-    assert proc.returncode == 0, proc.stderr
 
 
 # ---------------------------------------------------------------------------- small models

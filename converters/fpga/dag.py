@@ -189,7 +189,7 @@ class _Builder:
     def geometry(self, drafts) -> dict[str, tuple]:
         """Frame and perm of every tensor (independent of the folding)."""
         inp = self.graph.layers[0]
-        geo = {inp.output: P._in_frame(self.infos[inp.output])}
+        geo = {inp.output: P.input_frame(self.graph, self.infos)}
         for group in drafts:
             for layer in group:
                 if isinstance(layer, (L.Flatten, L.Reshape, *STREAM_LAYERS)):

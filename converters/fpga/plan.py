@@ -143,6 +143,22 @@ def _in_frame(info: TensorInfo) -> tuple[tuple[int, int, int], np.ndarray]:
     return (1, 1, info.size), np.arange(info.size, dtype=np.int64).reshape(1, 1, -1)
 
 
+def input_frame(graph: Graph, infos: Mapping[str, TensorInfo]) -> tuple[tuple[int, int, int],
+                                                                          np.ndarray]:
+    """Frame and perm of the model input. A single-channel NHWC input [H, W, 1] whose only
+    reader is a Reshape to [1, H, W] (how TFLite CNNs hand their image to a conv) streams as
+    that [1, H, W] map: both have the same element order, so the reshape moves no data."""
+    inp = graph.layers[0]
+    info = infos[inp.output]
+    users = [layer for layer in graph.layers if inp.output in layer.inputs]
+    if len(info.shape) == 3 and info.shape[2] == 1 and len(users) == 1 \
+            and isinstance(users[0], L.Reshape):
+        h, w, _ = info.shape
+        if tuple(infos[users[0].output].shape) == (1, h, w):
+            return (h, w, 1), _natural_perm(1, h, w)
+    return _in_frame(info)
+
+
 def _is_natural(shape: tuple[int, ...], frame, perm: np.ndarray) -> bool:
     h, w, c = frame
     if len(shape) == 3:
@@ -275,7 +291,8 @@ def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = Tr
 
     # geometry walk #1: shapes for folding
     inp = infos[layers[0].output]
-    frame, perm = _in_frame(inp)
+    in_frame, in_perm = input_frame(graph, infos)
+    frame, perm = in_frame, in_perm
     kind = "int"
     engines, shapes = [], []
     for what, group in drafts:
@@ -287,7 +304,7 @@ def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = Tr
     folding, notes = _folding(pe, simd, engines, shapes)
 
     # walk #2: build the stage specs
-    frame, perm = _in_frame(inp)
+    frame, perm = in_frame, in_perm
     values = Values("int", int(inp.lo), int(inp.hi))
     shape = tuple(inp.shape)
     lanes = beats = None
@@ -337,9 +354,9 @@ def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = Tr
         lanes, beats = stage.out_lanes, stage.out_beats
 
     out_info = infos[layers[-1].inputs[0]]
-    in_layout = Layout(tuple(inp.shape), _in_frame(inp)[0], _in_frame(inp)[1],
+    in_layout = Layout(tuple(inp.shape), in_frame, in_perm,
                        Values("int", int(inp.lo), int(inp.hi)), first_lanes,
-                       math.ceil(_in_frame(inp)[0][2] / first_lanes))
+                       math.ceil(in_frame[2] / first_lanes))
     out_layout = Layout(tuple(out_info.shape), frame, perm, values, lanes, beats)
     return Plan(stages, names, labels, in_layout, out_layout, notes)
 
