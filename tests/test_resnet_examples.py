@@ -156,7 +156,7 @@ def test_fpga_concat_of_one_tensor_twice(data, tmp_path):
     from edge_sdk.train import BinaryActivation, BinaryConv2d, BinaryLinear, export_onnx
 
     class CatTwice(nn.Module):
-        def __init__(self, c: int = 8) -> None:
+        def __init__(self, c: int = 16) -> None:  # c = 8 does not stall
             super().__init__()
             self.stem, self.bn0 = BinaryConv2d(1, c, 3, padding=1), nn.BatchNorm2d(c)
             self.sign = BinaryActivation()
