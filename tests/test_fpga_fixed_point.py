@@ -49,6 +49,29 @@ def _scaled_stem(model, factor: float):
     return model
 
 
+class CatSelf(torch.nn.Module):
+    """One tensor concatenated with itself: cat([x, x]) (Bi-Real's parameter-free downsampling
+    shortcut) or cat([x, RPReLU(x), x]). x is a max-pooled real-valued map of 16 channels,
+    two 8-lane beats a pixel, so the concat reads two beats of port 0 while the fork offers
+    them to the other ports too (the planner's per-pixel FIFO, converters/fpga/dag.py)."""
+
+    def __init__(self, form: str, c: int = 16, seed: int = 5, n_out: int = 10):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.form = form
+        self.stem, self.bn0 = fpl._bin_conv(1, c, gen, kfan=9 * fpl.HI)
+        self.act = fpl.RPReLU(c, gen)
+        k = 2 if form == "twice" else 3
+        self.fc, self.bnf = fpl._head(k * c * 9, n_out, gen)
+
+    def forward(self, x):
+        x = torch.nn.functional.max_pool2d(torch.relu(self.bn0(self.stem(x))), 2)
+        z = torch.cat([x, x], 1) if self.form == "twice" else \
+            torch.cat([x, self.act(x), x], 1)
+        return self.bnf(self.fc(torch.flatten(torch.sign(z), 1)))
+
+
+SELF_CONCAT = {"cat_twice": lambda: CatSelf("twice"), "cat_x_fx_x": lambda: CatSelf("x_fx_x")}
 WIDE = {
     "bireal_40_fracs": lambda: _scaled_stem(fpl.BiReal(c=40, seed=1), 3000.0),
     "depthwise_concat_40_fracs": lambda: _scaled_stem(fpl.DepthwiseConcat(c=40, seed=2),
@@ -56,7 +79,7 @@ WIDE = {
     "sign_concat_40": lambda: fpl.SignConcat(c=40, seed=3),
     "reactnet_40": lambda: fpl.ReAct(c=40, seed=4),
 }
-MODELS = {**fpl.MODELS, **WIDE}
+MODELS = {**fpl.MODELS, **WIDE, **SELF_CONCAT}
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +257,48 @@ def test_too_shallow_fifo_is_refused(onnx_paths):
     with pytest.raises(EdgeError, match="would deadlock"):
         plan(ir, fifo_depths={edge: 35})
     assert plan(ir, fifo_depths={edge: 36}).fifos[edge] == 36
+
+
+def _self_concat(p):
+    """(concat stage, ports reading a stream an earlier port of it also reads)."""
+    k = next(k for k, n in enumerate(p.names) if n.endswith("concat"))
+    src = p.sources[k]
+    return k, [q for q in range(1, len(src)) if src[q] in src[:q]]
+
+
+@needs_icarus
+@pytest.mark.parametrize("name", list(SELF_CONCAT))
+def test_concat_of_one_tensor_several_times(onnx_paths, name):
+    """cat([x, x]) and cat([x, f(x), x]) with two beats a pixel: the Verilog equals the
+    golden fixed-point model (it used to stall: no FIFO on the concat's later ports)."""
+    ir = _load(onnx_paths(name))
+    p = plan(ir)
+    k, again = _self_concat(p)
+    assert again and min(p.stages[k].in_beats) >= 2
+    for q in again:  # at least one pixel of the shared stream on the later port
+        assert p.fifos[(k, q)] >= p.stages[p.sources[k][q]].out_beats
+    files, sched = generate(ir)
+    x = _inputs(3, seed=13)
+    scores, _, ii = simulate(files, ir, x)
+    _check(ir, x, scores)
+    assert ii == sched.initiation_interval
+
+
+def test_concat_of_one_tensor_twice_needs_a_pixel_fifo(onnx_paths):
+    """The per-pixel FIFO is what makes cat([x, x]) run: without it the network stalls for
+    good (Amaranth simulation), and an override below a pixel is refused."""
+    ir = _load(onnx_paths("cat_twice"))
+    p = plan(ir)
+    k, (q,) = _self_concat(p)
+    pixel = p.stages[p.sources[k][q]].out_beats
+    x = _inputs(2, seed=14)
+    _check(ir, x, _run_plan(plan(ir, fifo_depths={(k, q): pixel}), ir, x))
+    with pytest.raises(EdgeError, match="would deadlock"):
+        plan(ir, fifo_depths={(k, q): pixel - 1})
+    bare = plan(ir)
+    bare.fifos = {e: d for e, d in bare.fifos.items() if e != (k, q)}
+    with pytest.raises(TimeoutError):
+        _run_plan(bare, ir, x, max_cycles=20_000)
 
 
 # ---------------------------------------------------------------------------- stages alone

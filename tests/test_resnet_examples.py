@@ -144,19 +144,18 @@ def test_fpga_bit_exact_on_more_images(name, data, golden, tmp_path):
 
 @pytest.mark.slow
 @needs_icarus
-@pytest.mark.xfail(strict=True, reason="FPGA: a Concat of one tensor with itself (Bi-Real's "
-                   "parameter-free shortcut cat(maxpool(x), maxpool(x))) stalls the pipeline "
-                   "from the third streamed image on (cocotb: max_cycles reached, no result)")
 def test_fpga_concat_of_one_tensor_twice(data, tmp_path):
-    """The shortcut examples/resnets avoids: a reproducer for the FPGA backend (random
-    weights; BN statistics from the test images). Expected: the golden fixed-point output."""
+    """Bi-Real's parameter-free downsampling shortcut cat(maxpool(x), maxpool(x)) (random
+    weights; BN statistics from the test images) equals the golden fixed-point output. It
+    used to stall: the concat reads port 0's two beats of a pixel while the fork offers the
+    same beats to port 1, so port 1 needs a FIFO of a pixel (converters/fpga/dag.py)."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
     from edge_sdk.train import BinaryActivation, BinaryConv2d, BinaryLinear, export_onnx
 
     class CatTwice(nn.Module):
-        def __init__(self, c: int = 16) -> None:  # c = 8 does not stall
+        def __init__(self, c: int = 16) -> None:  # 16: two pool beats a pixel (8: one)
             super().__init__()
             self.stem, self.bn0 = BinaryConv2d(1, c, 3, padding=1), nn.BatchNorm2d(c)
             self.sign = BinaryActivation()

@@ -43,8 +43,16 @@ adds the beats the fork emits while the long branch computes (its compute cycles
 depth from the schedule, in F's beats), capped at another frame: then the producer can stream
 frame n + 1 into the long branch's second bank while J consumes frame n, as ping-pong buffers
 do elsewhere. Without a frame stage on any branch, the skew is the difference of the branches'
-pipeline depths (cycles, at most one beat each) plus two: never needed for progress (the fork
-hands beats one by one), only for full rate.
+pipeline depths (cycles, at most one beat each) plus two: not needed for progress by an Add
+(the fork hands beats one by one, the Add takes them in lockstep), only for full rate.
+
+A Concat is different: per pixel it takes all of port 0's beats, then port 1's, ... So when an
+earlier port q < p is frame-free from the same fork (cat([x, x]), cat([x, f(x), x]) with f a
+stream stage), the concat takes pixel n's beats on port q while the fork offers the same beats
+to port p, which the concat does not read yet; the fork waits until every output has taken a
+beat, so without room for a pixel of the fork's stream on port p's branch nothing moves again
+(a deadlock as soon as a pixel has two beats or more). Port p therefore gets a FIFO of one
+pixel of the fork's stream (the bound) plus the pipeline skew plus two.
 """
 
 from __future__ import annotations
@@ -506,9 +514,11 @@ class _Builder:
         fifos: dict[tuple[int, int], int] = {}
         self.bounds: dict[tuple[int, int], int] = {}
         out_beats = {-1: in_stream.frame_beats}
+        pixel_beats = {-1: in_stream.beats}
         for k, spec in enumerate(self.stages):
             pixels = _out_pixels(spec)
             out_beats[k] = pixels * spec.out_beats
+            pixel_beats[k] = spec.out_beats
         for j, srcs in enumerate(self.sources):
             if len(srcs) < 2:
                 continue
@@ -535,10 +545,16 @@ class _Builder:
                     depth = need + min(frame_beats, math.ceil(long / per_beat)) + 2
                 else:
                     need = 0
-                    skew = max((b[2] for b in others), default=0) - cyc
-                    if skew <= 0:
+                    skew = max(0, max((b[2] for b in others), default=0) - cyc)
+                    if isinstance(self.stages[j], ConcatSpec) and \
+                            any(not b[1] for b in branch[:p]):
+                        # an earlier port reads this pixel from the fork first (see above)
+                        need = pixel_beats[fork]
+                        depth = need + skew + 2
+                    elif skew == 0:
                         continue
-                    depth = skew + 2
+                    else:
+                        depth = skew + 2
                 self.bounds[edge] = need
                 user = self.user_fifos.get(edge)
                 if user is not None:
