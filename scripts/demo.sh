@@ -47,3 +47,18 @@ $sdk simulate out/attr_cortexm --input out/attr_x.npy --output out/attr_cortexm.
 echo "== $fz on FPGA (--board sim: its 0.3 Mbit of weights exceed the UP5K's block RAM)"
 $sdk convert "$fz" --target fpga --board sim -o out/attr_fpga
 $sdk simulate out/attr_fpga --input out/attr_x.npy --output out/attr_fpga.npz --check
+echo "== examples/resnets: Bi-Real (8-bit stem and head by calibration) and ReActNet networks"
+.venv/bin/python -c "import numpy as np; np.save('out/resnet_x.npy', np.load('examples/resnets/test_x.npy')[:16])"
+for net in bireal reactnet; do
+  model=examples/resnets/${net}_digits.onnx
+  opts=(--input-range 0,16)
+  [[ $net == bireal ]] && opts+=(--calibrate examples/resnets/calib_x.npy)
+  $sdk inspect "$model" "${opts[@]}"
+  $sdk run "$model" "${opts[@]}" --input out/resnet_x.npy --output "out/${net}_y.npy" --check
+  $sdk run "$model" "${opts[@]}" --input out/resnet_x.npy --output "out/${net}_fixed.npy" --fixed-point
+  echo "== $model on Cortex-M and FPGA, each checked against run --fixed-point"
+  $sdk convert "$model" "${opts[@]}" --target cortex-m -o "out/${net}_cortexm"
+  $sdk simulate "out/${net}_cortexm" --input out/resnet_x.npy --output "out/${net}_cortexm_y.npy" --check
+  $sdk convert "$model" "${opts[@]}" --target fpga -o "out/${net}_fpga"
+  $sdk simulate "out/${net}_fpga" --input out/resnet_x.npy --output "out/${net}_fpga_y.npy" --check
+done
