@@ -51,10 +51,12 @@ def load(path: str | Path, input_range: tuple[int, int] | None = None,
     """Import a model file (.onnx, .tflite) or an IR folder written by `convert --target ir`.
 
     `calibration` (inputs [N, *input shape]) quantises a plain ONNX model's float
-    Conv/Gemm/MatMul layers to 8 bits (converters/onnx/calibrate.py, issue #11)."""
+    Conv/Gemm/MatMul layers, or a .tflite model's float CONV_2D/FULLY_CONNECTED layers with
+    real weights, to 8 bits (converters/onnx/calibrate.py, converters/tflite/calibrate.py)."""
     p = Path(path)
-    if calibration is not None and (p.is_dir() or p.suffix.lower() != ".onnx"):
-        raise EdgeError(f"{p}: a calibration set applies to .onnx models with float layers")
+    if calibration is not None and (p.is_dir() or p.suffix.lower() not in (".onnx", ".tflite")):
+        raise EdgeError(f"{p}: a calibration set applies to .onnx and .tflite models with "
+                        "float layers")
     if p.is_dir():
         ir = serialize.load(p)
         if not ir.lowered:
@@ -63,7 +65,7 @@ def load(path: str | Path, input_range: tuple[int, int] | None = None,
     if p.suffix.lower() == ".tflite":
         from .converters.tflite import import_tflite
 
-        source = import_tflite(p, input_range=input_range)
+        source = import_tflite(p, input_range=input_range, calibration=calibration)
         return Model(source, lower(source), str(p))
     if p.suffix.lower() != ".onnx" and p.exists():
         raise EdgeError(f"{p}: unknown model format (expected .onnx, .tflite or an IR folder)")

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk.converters.onnx.calibrate import Calibration, quantise_weights
 from edge_sdk.converters.onnx.weights import classify
 from edge_sdk.errors import EdgeError
 from edge_sdk.ir import layers as L
@@ -82,10 +83,12 @@ def _hwc_to_chw(h: int, w: int, c: int) -> np.ndarray | None:
 
 
 class Frontend:
-    def __init__(self, model: schema.Model, input_range=None):
+    def __init__(self, model: schema.Model, input_range=None,
+                 calibration: Calibration | None = None):
         self.m = model
         self.file = model.file
         self.input_range = input_range
+        self.calibration = calibration
         self.vals: dict[int, Val] = {}
         self.layers: list[L.Layer] = []
         self.infos: dict[str, TensorInfo] = {}
@@ -327,9 +330,42 @@ class Frontend:
         if w.shape[3] != x.info.shape[0]:
             self.fail(f"shape mismatch: the filter takes {w.shape[3]} channels, the data has "
                       f"{x.info.shape[0]}")
-        cw = classify(w.transpose(0, 3, 1, 2).reshape(w.shape[0], -1), self.where())
-        out = self._conv(x, cw.values, w.shape[1:3], o.stride, o.dilation, o.padding, 0)
-        self.put(self.fused(self._scale_bias(out, cw.scale, op), o.activation))
+        rows = w.transpose(0, 3, 1, 2).reshape(w.shape[0], -1)
+        weights, scale, x = self._weights(rows, x, op)
+        out = self._conv(x, weights, w.shape[1:3], o.stride, o.dilation, o.padding, 0)
+        self.put(self.fused(self._scale_bias(out, scale, op), o.activation))
+
+    def _weights(self, rows: np.ndarray, v: Val, op: Operator
+                 ) -> tuple[L.Weights, np.ndarray | None, Val]:
+        """A float CONV_2D / FULLY_CONNECTED's weights [O, K] (IR order) as IR weights, the
+        per-row float scale of the accumulator (or None) and the data the layer reads.
+
+        Binary/ternary (±a per row) first; otherwise, with a calibration set, real weights
+        quantised to 8 bits as the ONNX path does (converters/onnx/calibrate.py), a `Quantize`
+        before real-valued data (integer data, e.g. the model input, is read as it is)."""
+        try:
+            cw = classify(rows, self.where())
+            return L.IntWeights(cw.values), cw.scale, v
+        except EdgeError as exc:
+            if self.calibration is None:
+                raise EdgeError(f"{exc}; float 8-bit layers need a calibration set "
+                                "(--calibrate X.npy)") from None
+        rows = np.asarray(rows, np.float32)
+        if not np.all(np.isfinite(rows)):
+            self.fail("weights hold NaN or infinity")
+        codes, w_scale = quantise_weights(rows)
+        unit = w_scale
+        if v.info.kind == "float":
+            from .calibrate import key
+
+            s_a = self.calibration.act_scale(key(op.inputs[0]))
+            if s_a is None:  # pragma: no cover - calibrate() measures every linear input
+                self.fail("the calibration set did not reach this layer's input")
+            name, info = self.emit(L.Quantize, [v.tensor], scale=s_a, zero_point=0, lo=-127,
+                                   hi=127, in_source=False)
+            v = Val(name, info, v.layout, v.tshape, v.perm)
+            unit = (w_scale * np.float32(s_a)).astype(np.float32)
+        return L.Int8Weights(codes, float_values=rows, unit=unit), unit, v
 
     def _scale_bias(self, out: Val, scale: np.ndarray | None, op: Operator) -> Val:
         """The float ops after a float CONV_2D / FULLY_CONNECTED: per-row weight scale, bias."""
@@ -338,13 +374,15 @@ class Frontend:
             ops.append(L.Add(self.per_channel(self.const(op.inputs[2], "bias"), out)))
         return self.affine(out, ops)
 
-    def _conv(self, x: Val, values: np.ndarray, kernel, stride, dilation, padding: str,
-              pad_value: int) -> Val:
+    def _conv(self, x: Val, weights: np.ndarray | L.Weights, kernel, stride, dilation,
+              padding: str, pad_value: int) -> Val:
         if min(stride) < 1 or min(dilation) < 1:
             self.fail(f"strides {list(stride)} and dilations {list(dilation)} must be >= 1")
         c, h, w = x.info.shape
         pads = tflite_pads((h, w), kernel, stride, dilation, padding)
-        name, info = self.emit(L.Conv2d, [x.tensor], weights=L.IntWeights(values),
+        if isinstance(weights, np.ndarray):
+            weights = L.IntWeights(weights)
+        name, info = self.emit(L.Conv2d, [x.tensor], weights=weights,
                                in_channels=c, kernel=tuple(int(k) for k in kernel),
                                strides=tuple(int(s) for s in stride), pads=pads,
                                dilations=tuple(int(d) for d in dilation),
@@ -368,10 +406,10 @@ class Frontend:
             wi = np.empty_like(w)
             wi[:, x.perm] = w
             w = wi
-        cw = classify(w, self.where())
-        name, info = self.emit(L.Dense, [x.tensor], weights=L.IntWeights(cw.values))
+        weights, scale, x = self._weights(w, x, op)
+        name, info = self.emit(L.Dense, [x.tensor], weights=weights)
         out = Val(name, info, "vec", (w.shape[0],))
-        self.put(self._scale_bias(out, cw.scale, op))
+        self.put(self._scale_bias(out, scale, op))
 
     def op_MAX_POOL_2D(self, op: Operator):
         o = schema.pool_options(op)
@@ -714,6 +752,16 @@ class Frontend:
         self._pool(x, a.kernel, a.stride, a.padding)
 
 
-def import_tflite(path: str | Path, input_range=None) -> Graph:
-    """Read a .tflite file (plain TFLite or Larq Compute Engine) into source-form IR."""
-    return Frontend(schema.load(path), input_range).run()
+def import_tflite(path: str | Path, input_range=None,
+                  calibration: np.ndarray | None = None) -> Graph:
+    """Read a .tflite file (plain TFLite or Larq Compute Engine) into source-form IR.
+
+    `calibration` (inputs [N, *input shape], NHWC as the file takes them) quantises float
+    CONV_2D / FULLY_CONNECTED layers with real weights to 8 bits (calibrate.py)."""
+    model = schema.load(path)
+    cal = None
+    if calibration is not None:
+        from .calibrate import calibrate
+
+        cal = calibrate(model, calibration)
+    return Frontend(model, input_range, cal).run()
