@@ -51,7 +51,8 @@ def load(path: str | os.PathLike, input_range: tuple[int, int] | None = None,
 
     `input_range` (lo, hi) narrows the integer range of a float input (default -255..255);
     a real-valued input is refused, never rounded. `calibration` (an array [N, *input shape])
-    quantises a plain ONNX model's float first/last layers to 8 bits (issue #11).
+    quantises the float (real-weight) layers of a plain ONNX or .tflite model to 8 bits
+    (issue #11).
     Raises EdgeError on anything it cannot read.
     """
     from .model import load as load_model

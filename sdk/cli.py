@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                              "float inputs -255,255)")
         sp.add_argument("--calibrate", metavar="X.npy",
                         help="calibration inputs [N, ...]: quantise float Conv/Gemm/MatMul "
-                             "layers of a plain ONNX model to 8 bits")
+                             "(ONNX) or CONV_2D/FULLY_CONNECTED (.tflite) layers with real "
+                             "weights to 8 bits")
 
     sp = sub.add_parser("inspect", help="table of layers, bit widths, parameters and memory")
     model_arg(sp)
