@@ -78,6 +78,113 @@ def max_abs(values: Values) -> int:
     return max(abs(values.lo), abs(values.hi))
 
 
+def _lut_product(a, b):
+    """a * b with no multiplier cell: one partial product per two's-complement bit of the
+    narrower operand (a Mux of the other, shifted), summed, the sign bit's subtracted. Yosys
+    builds muxes and adds from LUT4s and carry chains and never maps them to SB_MAC16 (the
+    UP5K has 8; a ~30-bit constant times a 20-bit value takes 2-4 of them as `*`)."""
+    if len(a) > len(b):
+        a, b = b, a
+    bits = [a[i] for i in range(len(a))]
+    if not b.shape().signed:
+        b = Cat(b, Const(0, 1)).as_signed()  # zero-extended, never reinterpreted
+    if not a.shape().signed:
+        return sum((Mux(bit, b << i, 0) for i, bit in enumerate(bits)), Const(0, 1))
+    low = sum((Mux(bit, b << i, 0) for i, bit in enumerate(bits[:-1])), Const(0, 1))
+    return low - Mux(bits[-1], b << (len(bits) - 1), 0)
+
+
+def csd_digits(k: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of k: (shift, +1 | -1) with k = sum(sign << shift), no two
+    adjacent (at most about half of k's bits: the fewest adders for a constant product)."""
+    out, i = [], 0
+    while k:
+        if k & 1:
+            d = 2 - (k & 3)  # +1 if k = 1 mod 4, -1 if k = 3 mod 4
+            out.append((i, d))
+            k -= d
+        k >>= 1
+        i += 1
+    return out
+
+
+def _const_product(x, k: int):
+    """x * k for a plan-time constant k as shifts and adds of its signed digits (LUTs)."""
+    terms = csd_digits(abs(k))
+    if not terms:
+        return Const(0, 1)
+    pos = [x << i for i, d in terms if d > 0]
+    neg = [x << i for i, d in terms if d < 0]
+    total = sum(pos[1:], pos[0]) if pos else Const(0, 1)
+    for t in neg:
+        total = total - t
+    return -total if k < 0 else total
+
+
+DSP_BITS = 16  # SB_MAC16: a 16 x 16 product, each operand signed or unsigned
+
+
+def _pieces(v) -> list[tuple[int, object]]:
+    """(shift, piece) of a signal or int: 15-bit unsigned pieces from the bottom (zero-extended
+    to 16 signed bits), the signed rest on top (at most 16 bits): each piece one DSP operand."""
+    if isinstance(v, int):
+        out, lo = [], 0
+        while not -(1 << (DSP_BITS - 1)) <= (v >> lo) < (1 << (DSP_BITS - 1)):
+            out.append((lo, (v >> lo) & ((1 << (DSP_BITS - 1)) - 1)))
+            lo += DSP_BITS - 1
+        out.append((lo, v >> lo))
+        return [(sh, p) for sh, p in out if p]
+    signed, w = v.shape().signed, len(v)
+    out, lo = [], 0
+    while w - lo > (DSP_BITS if signed else DSP_BITS - 1):
+        out.append((lo, Cat(v[lo:lo + DSP_BITS - 1], Const(0, 1)).as_signed()))
+        lo += DSP_BITS - 1
+    top = v[lo:w].as_signed() if signed else Cat(v[lo:w], Const(0, 1)).as_signed()
+    out.append((lo, top))
+    return out
+
+
+def dsp_pieces(width: int, signed: bool = True) -> int:
+    """How many DSP operands (`_pieces`) a `width`-bit signal is cut into."""
+    room = DSP_BITS if signed else DSP_BITS - 1
+    return 1 + max(0, -(-(width - room) // (DSP_BITS - 1)))
+
+
+def _dsp_product(x, c):
+    """x * c as a sum of shifted piece products of at most 16 x 16 bits: yosys maps each to
+    one SB_MAC16 (a plain `*` of a 20-bit and a 31-bit operand can take several more, as its
+    signed pieces overlap)."""
+    terms = [(a * b) << (sa + sb) for sa, a in _pieces(x) for sb, b in _pieces(c)]
+    return sum(terms[1:], terms[0]) if terms else Const(0, 1)
+
+
+def product(x, c, dsp: bool):
+    """x * c: on DSP blocks (`_dsp_product`) or in LUTs (`_lut_product` for a signal,
+    `_const_product` for an int); see converters/fpga/dag.py for which gets which."""
+    if dsp:
+        return _dsp_product(x, c)
+    if isinstance(c, int):
+        return _const_product(x, c)
+    return _lut_product(x, c)
+
+
+def multiplier_cost(spec) -> tuple[int, int]:
+    """(SB_MAC16 blocks, LUT4 estimate) of a multiplier stage's products over its lanes, had
+    it `dsp=True` / `dsp=False`: what the planner trades when it hands out the device's DSPs."""
+    if isinstance(spec, GapSpec):
+        xw, c = bound_shape(spec.sum_bound).width, int(spec.mult)
+    elif isinstance(spec, QuantizeSpec):
+        xw, c = spec.in_values.bits + 1, int(spec.mult)
+    else:
+        xw = spec.in_values.bits + 1
+        vals = spec.slope_q if isinstance(spec, PReluSpec) else spec.mult
+        cw = bound_shape(int(max(abs(int(v)) for v in vals))).width
+        return (spec.lanes * dsp_pieces(xw) * dsp_pieces(cw),
+                spec.lanes * min(xw, cw) * (xw + cw))
+    return (spec.lanes * dsp_pieces(xw) * len(_pieces(c)),
+            spec.lanes * len(csd_digits(abs(c))) * (xw + c.bit_length()))
+
+
 def _const_words(per_channel: list[list[int]], widths: list[int], lanes: int, beats: int,
                  channels: int) -> tuple[list[int], int]:
     """ROM words per beat: for each lane, the channel's constants side by side (two's
@@ -186,7 +293,7 @@ class RequantStage(_ChannelStage):
     def lane(self, m, x, c, k):
         mult, add = c
         total = Signal(self.sum_shape, name=f"sum{k}")
-        m.d.sync += total.eq(x * mult + add)
+        m.d.sync += total.eq(product(x, mult, self.spec.dsp) + add)
         return total >> self.spec.shift
 
 
@@ -208,7 +315,8 @@ class PReluStage(_ChannelStage):
         (slope,) = c
         neg = Signal(self.prod_shape, name=f"neg{k}")
         xd = Signal.like(x, name=f"xd{k}")
-        m.d.sync += [neg.eq(x * slope + (1 << (self.spec.shift - 1))), xd.eq(x)]
+        m.d.sync += [neg.eq(product(x, slope, self.spec.dsp) + (1 << (self.spec.shift - 1))),
+                     xd.eq(x)]
         return Mux(xd >= 0, xd, neg >> self.spec.shift)
 
 
@@ -230,7 +338,7 @@ class QuantizeStage(_ChannelStage):
     def lane(self, m, x, c, k):
         spec = self.spec
         prod = Signal(self.prod_shape, name=f"prod{k}")
-        m.d.sync += prod.eq(x * int(spec.mult) + (1 << (spec.shift - 1)))
+        m.d.sync += prod.eq(product(x, int(spec.mult), spec.dsp) + (1 << (spec.shift - 1)))
         q = (prod >> spec.shift) + int(spec.zero_point)
         clipped = Mux(q < spec.lo, spec.lo, Mux(q > spec.hi, spec.hi, q))
         return clipped - int(spec.zero_point)
@@ -295,7 +403,8 @@ class GapStage(wiring.Component):
             total = Signal(sum_shape, name=f"total{k}")
             m.d.sync += total.eq(s)
             prod = Signal(prod_shape, name=f"prod{k}")
-            m.d.sync += prod.eq(total * spec.mult + (1 << (spec.shift - 1)))
+            m.d.sync += prod.eq(product(total, int(spec.mult), spec.dsp)
+                                + (1 << (spec.shift - 1)))
             y = Signal(signed(self.out_bits), name=f"y{k}")
             m.d.sync += y.eq(prod >> spec.shift)
             outs.append(y)

@@ -293,6 +293,7 @@ class RequantSpec(StreamSpec):
     mult: np.ndarray = None  # type: ignore[assignment]  int64 [channels]
     add: np.ndarray = None  # type: ignore[assignment]  int64 [channels]
     shift: int = 1
+    dsp: bool = False  # the product on `*` (SB_MAC16), else shift-and-add LUTs
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,7 @@ class PReluSpec(StreamSpec):
     out_values: Values = Values("int", 0, 0)
     slope_q: np.ndarray = None  # type: ignore[assignment]  int64 [channels]
     shift: int = 15
+    dsp: bool = False  # the product on `*` (SB_MAC16), else shift-and-add LUTs
 
 
 @dataclass(frozen=True)
@@ -314,6 +316,7 @@ class GapSpec(StreamSpec):
     out_values: Values = Values("int", 0, 0)
     mult: int = 1
     shift: int = 24
+    dsp: bool = False  # the product on `*` (SB_MAC16), else shift-and-add LUTs
 
     @property
     def sum_bound(self) -> int:
@@ -342,6 +345,7 @@ class QuantizeSpec(StreamSpec):
     zero_point: int = 0
     lo: int = -128
     hi: int = 127
+    dsp: bool = False  # the product on `*` (SB_MAC16), else shift-and-add LUTs
 
 
 @dataclass(frozen=True)

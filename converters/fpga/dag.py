@@ -20,6 +20,13 @@ divisor of its producer's) that still stream a frame within that time, behind a 
 (a wide beat out as narrow ones, channel order kept); joins split their other inputs to match.
 Not in front of a Concat (it adds its inputs' beats). `narrow=False` turns this off.
 
+DSP blocks. The UP5K has 8 SB_MAC16 (16 x 16 products); a stage's ~30-bit constant times a
+~20-bit value takes two to four, so the stages' products cannot all go there. Each product is
+written either as 16 x 16 piece products (exactly one DSP each, `hw/fixed_stages.product`) or
+as shift-and-add in LUTs (a Mux per bit of the narrower operand; a constant's signed digits).
+The DSPs the 8-bit engines leave over (DSP_BUDGET) go to the stages saving the most LUTs per
+DSP, greedily; the rest are LUTs. Both forms are exact.
+
 Grouped / depthwise convs run on the ordinary engine with per-group weight masking: the weight
 of input channel c for output o is zero unless c is in o's group, i.e. a ternary weight ROM
 whose mask plane removes the other groups' taps. Exact (a masked tap contributes nothing, as a
@@ -64,7 +71,7 @@ import numpy as np
 
 from ... import fixedpoint as fx
 from ...errors import EdgeError
-from ...hw.fixed_stages import align_bound, bound_shape, max_abs
+from ...hw.fixed_stages import align_bound, bound_shape, max_abs, multiplier_cost
 from ...hw.network import build_stage
 from ...hw.specs import (
     AddSpec,
@@ -88,6 +95,10 @@ from . import plan as P
 
 MAX_STREAM_LANES = 32
 INT64_BITS = 64
+#: SB_MAC16 blocks the multiplier stages may share with the engines' 8-bit products: the
+#: UP5K's (the default icebreaker board). Parts without DSPs build every product from LUTs.
+DSP_BUDGET = 8
+MULT_SPECS = (RequantSpec, PReluSpec, GapSpec, QuantizeSpec)
 
 
 @dataclass
@@ -312,6 +323,7 @@ class _Builder:
         out = self.streams[scores.inputs[0]]
         if out.src != len(self.stages) - 1:
             raise EdgeError("fpga: the scores must come from the last stage")  # pragma: no cover
+        self.assign_dsps()
         fifos = self.size_fifos(in_stream)
         in_layout = P.Layout(in_stream.shape, in_stream.frame, in_stream.perm, in_stream.values,
                              in_stream.lanes, in_stream.beats)
@@ -499,6 +511,27 @@ class _Builder:
         frame, perm = P._in_frame(info)
         self.streams[head.output] = Stream(tuple(info.shape), frame, perm, out, lanes,
                                            spec.out_beats, k, _frac(info))
+
+    def assign_dsps(self) -> None:
+        """Which multiplier stages compute on DSP blocks (see the module docstring, Area)."""
+        used = sum(sp.pe * sp.simd for sp in self.stages if isinstance(sp, EngineSpec)
+                   and sp.int8_weights and sp.frame.values.kind == "int")
+        left = DSP_BUDGET - used
+        cands = []
+        for k, sp in enumerate(self.stages):
+            if isinstance(sp, MULT_SPECS):
+                dsps, luts = multiplier_cost(sp)
+                if dsps:
+                    cands.append((-luts / dsps, k, dsps))
+        for _, k, dsps in sorted(cands):
+            if dsps <= left:
+                self.stages[k] = replace(self.stages[k], dsp=True)
+                left -= dsps
+        on = [self.names[k] for k, sp in enumerate(self.stages)
+              if isinstance(sp, MULT_SPECS) and sp.dsp]
+        self.notes.append(f"DSP blocks: {DSP_BUDGET - left} of {DSP_BUDGET} "
+                          f"({used} for 8-bit engine products, products of "
+                          f"{', '.join(on) or 'no multiplier stage'}); other products in LUTs")
 
     # ------------------------------------------------------------------ shortcut FIFOs
     def size_fifos(self, in_stream: Stream) -> dict[tuple[int, int], int]:
