@@ -29,8 +29,8 @@ from edge_sdk.converters.fpga.stream_io import beats_per_inference, decode_outpu
 from edge_sdk.errors import EdgeError
 from edge_sdk.hw.fixed_stages import AddStage, GapStage, PReluStage, RequantStage
 from edge_sdk.hw.simtools import run_streams
-from edge_sdk.hw.toolchain import yowasp_tool
 from edge_sdk.hw.specs import AddSpec, GapSpec, PReluSpec, RequantSpec, Values
+from edge_sdk.hw.toolchain import yowasp_tool
 from edge_sdk.ir import layers as L
 
 torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
