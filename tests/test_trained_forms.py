@@ -4,8 +4,8 @@
    quantiser and 8-bit per-channel QuantConv2d stem, binary QuantConv2d blocks (BipolarQuant
    weights and activations) with real-valued residual Adds and BatchNorm, a grouped binary conv,
    nn.PReLU, an RSign (sign(x - t)) before a depthwise binary conv concatenated with its input,
-   a global average and an 8-bit per-channel QuantLinear head behind an 8-bit activation.
-   References: qonnx's own executor (`run` equal to float32 rounding, `--fixed-point` argmax),
+   a global average and an 8-bit per-channel QuantLinear head behind an 8-bit activation,
+   exported through torch.export (dynamo=True) and through TorchScript (dynamo=False). References: qonnx's own executor (`run` equal to float32 rounding, `--fixed-point` argmax),
    then the Cortex-M C (host build, QEMU) and the FPGA Verilog (cocotb + Icarus) bit-exact with
    the golden model's fixed-point mode.
 2. Float torch models (float stem conv, binary blocks, float head) exported by torch's
@@ -111,17 +111,24 @@ def _brevitas_net(c: int, gen: torch.Generator) -> nn.Module:
     return Net()
 
 
-def export_brevitas_net(folder, c: int = 8, seed: int = 0):
-    """Random weights, BN statistics and activation scales settled on data, exported QONNX."""
+def export_brevitas_net(folder, c: int = 8, seed: int = 0, dynamo: bool = True):
+    """Random weights, BN statistics and activation scales settled on data, exported QONNX
+    through torch.export (dynamo=True, as examples/brevitas_digits.py does: ReduceMean + Reshape
+    for the average) or the TorchScript exporter (GlobalAveragePool + Flatten)."""
     from brevitas.export import export_qonnx
 
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = t8._settle(_brevitas_net(c, gen), IMG, gen)
-    path = folder / f"bireal_react_{c}_{seed}.qonnx.onnx"
-    export_qonnx(model, args=torch.zeros(1, *IMG), export_path=str(path), dynamo=True,
-                 optimize=True, external_data=False, input_names=["input"],
-                 output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+    path = folder / f"bireal_react_{c}_{seed}_{'dynamo' if dynamo else 'ts'}.qonnx.onnx"
+    names = {"input_names": ["input"], "output_names": ["logits"]}
+    if dynamo:
+        export_qonnx(model, args=torch.zeros(1, *IMG), export_path=str(path), dynamo=True,
+                     optimize=True, external_data=False, **names,
+                     dynamic_shapes=({0: torch.export.Dim("batch")},))
+    else:
+        export_qonnx(model, args=torch.zeros(1, *IMG), export_path=str(path), dynamo=False,
+                     **names, dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     return path
 
 
@@ -131,18 +138,36 @@ def real_inputs(n: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def brevitas_path(tmp_path_factory):
-    return export_brevitas_net(tmp_path_factory.mktemp("trained_brevitas"))
+def brevitas_paths(tmp_path_factory):
+    """The network exported once per exporter, when a test first asks for it."""
+    folder = tmp_path_factory.mktemp("trained_brevitas")
+    cache: dict = {}
+
+    def get(dynamo: bool):
+        if dynamo not in cache:
+            cache[dynamo] = export_brevitas_net(folder, dynamo=dynamo)
+        return cache[dynamo]
+
+    return get
 
 
-def test_brevitas_net_has_every_construct(brevitas_path):
+@pytest.fixture(scope="module")
+def brevitas_path(brevitas_paths):
+    """The torch.export form (the one the QEMU and FPGA checks use)."""
+    return brevitas_paths(True)
+
+
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_brevitas_net_has_every_construct(brevitas_paths, dynamo):
     """The source holds the constructs and the IR keeps them (no silent fold to something else)."""
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(brevitas_path)).graph.node}
+    path = brevitas_paths(dynamo)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"Quant", "BipolarQuant", "Conv", "BatchNormalization", "Add", "PRelu", "Sub",
             "Concat", "Gemm"} <= ops
-    m = edge_sdk.load(brevitas_path)
+    assert ("ReduceMean" if dynamo else "GlobalAveragePool") in ops
+    m = edge_sdk.load(path)
     kinds = [type(layer).__name__ for layer in m.ir.layers]
     for kind in ("AddTensors", "PRelu", "FixedThreshold", "GroupConv2d", "Concat",
                  "GlobalAvgPool", "Quantize"):
@@ -165,20 +190,24 @@ def _signs_split(m: Model, x: np.ndarray) -> None:
         assert len(np.unique(env[layer.output])) == 2, layer.name
 
 
-def test_brevitas_run_equals_qonnx_executor(brevitas_path):
-    m = edge_sdk.load(brevitas_path)
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_brevitas_run_equals_qonnx_executor(brevitas_paths, dynamo):
+    path = brevitas_paths(dynamo)
+    m = edge_sdk.load(path)
     x = real_inputs(300, seed=1)
     x[0], x[1] = LO, HI
-    ref = run_qonnx(brevitas_path, x).astype(np.float32)
+    ref = run_qonnx(path, x).astype(np.float32)
     y = m.run(x)
     assert_close_to_reference(y, ref, exact=False)
     np.testing.assert_array_equal(y.argmax(1), ref.argmax(1))
 
 
-def test_brevitas_fixed_point_argmax_agrees(brevitas_path):
-    m = edge_sdk.load(brevitas_path)
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_brevitas_fixed_point_argmax_agrees(brevitas_paths, dynamo):
+    path = brevitas_paths(dynamo)
+    m = edge_sdk.load(path)
     x = real_inputs(200, seed=2)
-    ref = run_qonnx(brevitas_path, x)
+    ref = run_qonnx(path, x)
     got = m.run(x, fixed_point=True)
     agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
     assert agree >= 0.99, agree
@@ -204,10 +233,20 @@ def _host_check(m: Model, x: np.ndarray, tmp_path) -> None:
     np.testing.assert_array_equal(out, m.run(x, fixed_point=True))
 
 
-def test_brevitas_cortexm_host_bit_exact(brevitas_path, tmp_path):
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_brevitas_cortexm_host_bit_exact(brevitas_paths, tmp_path, dynamo):
     x = real_inputs(300, seed=3)
     x[0], x[1] = LO - 1, HI + 1  # clipped by the input quantiser
-    _host_check(edge_sdk.load(brevitas_path), x, tmp_path)
+    _host_check(edge_sdk.load(brevitas_paths(dynamo)), x, tmp_path)
+
+
+def test_brevitas_both_exporters_give_the_same_model(brevitas_paths):
+    """The same network through either exporter: identical `run --fixed-point` integers."""
+    from test_cortexm_fixed_point import _want
+
+    x = real_inputs(200, seed=6)
+    a, b = edge_sdk.load(brevitas_paths(True)), edge_sdk.load(brevitas_paths(False))
+    np.testing.assert_array_equal(_want(a.ir, x)[0], _want(b.ir, x)[0])
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
