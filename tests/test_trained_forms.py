@@ -5,12 +5,13 @@
    weights and activations) with real-valued residual Adds and BatchNorm, a grouped binary conv,
    nn.PReLU, an RSign (sign(x - t)) before a depthwise binary conv concatenated with its input,
    a global average and an 8-bit per-channel QuantLinear head behind an 8-bit activation,
-   exported through torch.export (dynamo=True) and through TorchScript (dynamo=False). References: qonnx's own executor (`run` equal to float32 rounding, `--fixed-point` argmax),
+   exported through torch.export (dynamo=True) and through TorchScript (dynamo=False).
+   References: qonnx's own executor (`run` equal to float32 rounding, `--fixed-point` argmax),
    then the Cortex-M C (host build, QEMU) and the FPGA Verilog (cocotb + Icarus) bit-exact with
    the golden model's fixed-point mode.
 2. Float torch models (float stem conv, binary blocks, float head) exported by torch's
    TorchScript exporter (dynamo=False) and by its dynamo exporter (dynamo=True: BatchNorm folded
-   or not, decomposed ops) and quantised with a calibration set: `run` against onnxruntime,
+   into the convs and Gemms, the weights' Sign constant-folded) and quantised with a calibration set: `run` against onnxruntime,
    `--fixed-point` argmax, the Cortex-M host build bit-exact.
 
 Why here and not in test_int8_layers.py: those models have one construct each; these have them
