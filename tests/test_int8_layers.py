@@ -206,6 +206,7 @@ FLOAT = {"float_conv_gap": (FloatConvGap, IMG), "float_mlp_signs": (FloatMlpSign
 
 def export_float(name: str, folder, seed: int = 0):
     make, shape = FLOAT[name]
+    torch.manual_seed(seed)  # the float layers' default bias init draws from the global RNG
     return tn.export(make(seed=seed), torch.zeros((2, *shape)), folder / f"{name}.onnx", False)
 
 
