@@ -14,6 +14,8 @@ within the pixel, results through a credit `OutputQueue` like the engines):
   AddStage       align(x0) + align(x1), two joined streams          latency 2
   ConcatStage    input 0's beats of a pixel, then input 1's, ...    latency 2
   QuantizeStage  clip(((x * M + 2**(S-1)) >> S) + z, lo, hi) - z    latency 3
+Products (x * constant) are `product`: 16 x 16 DSP pieces when the plan gives the stage DSP
+blocks (spec.dsp), else shift-and-add in LUTs; both exact (converters/fpga/dag.py decides).
 Plumbing: `BeatSplit` (a wide beat out as several narrow ones, so the multiplier stages above
 need fewer lanes when the II leaves them the cycles), `Fork` (one stream to several consumers, each takes a beat when it is ready) and
 `StreamFifo` (the shortcut buffer; its depth comes from the plan, see converters/fpga/dag.py).
