@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import bitpack
+from . import bitpack, tflite_int8
 from . import fixedpoint as fx
 from .errors import EdgeError
 from .ir import layers as L
@@ -50,7 +50,9 @@ def run_all(graph: Graph, x: np.ndarray, fixed_point: bool = False) -> dict[str,
     env: dict[str, np.ndarray] = {}
     for layer in graph.layers:
         args = [env[name] for name in layer.inputs]
-        if isinstance(layer, L.Quantize):
+        if isinstance(layer, L.TFLITE_INT8):  # integer in both modes (sdk/tflite_int8.py)
+            env[layer.output] = tflite_int8.run(layer, args)
+        elif isinstance(layer, L.Quantize):
             env[layer.output] = run_quantize(layer, args[0], infos[layer.inputs[0]],
                                              fixed_point)
         elif isinstance(layer, L.REAL_VALUED) or (
@@ -75,7 +77,21 @@ def run_quantize(layer: L.Quantize, a: np.ndarray, info, fixed_point: bool) -> n
     if not layer.in_source:
         return np.asarray(a).astype(np.float32) if np.issubdtype(
             np.asarray(a).dtype, np.floating) else a
+    if layer.rounding == "tflite":
+        return quantize_tflite(np.asarray(a).astype(np.float32), layer.scale, zp, lo, hi)
     return quantize_float(np.asarray(a).astype(np.float32), layer.scale, zp, lo, hi)
+
+
+def quantize_tflite(x: np.ndarray, scale: float, zp: int, lo: int, hi: int) -> np.ndarray:
+    """TFLite's QUANTIZE float -> int8 (AffineQuantize): round half away from zero of the
+    double quotient x / scale, plus the zero point, clamped; returns q - z as int64. (Clamped
+    in double before the integer cast, where TFLite's cast of a huge value is undefined.)"""
+    v = x.astype(np.float64) / np.float64(np.float32(scale))
+    if not np.all(np.isfinite(v)):
+        raise EdgeError("QUANTIZE of NaN or infinity")
+    r = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    r = np.clip(r, -(1 << 40), 1 << 40).astype(np.int64) + zp
+    return np.clip(r, lo, hi) - zp
 
 
 def quantize_float(x: np.ndarray, scale: float, zp: int, lo: int, hi: int) -> np.ndarray:

@@ -93,6 +93,10 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
         return _infer_real(layer, ins)
     if isinstance(layer, L.Quantize):
         return _infer_quantize(layer, ins)
+    if isinstance(layer, L.TFLITE_INT8):
+        from .. import tflite_int8
+
+        return tflite_int8.infer(layer, ins)
     (x,) = ins
     if x.kind in ("float", "fixed") and not isinstance(
             layer, (L.Affine, L.Binarize, L.MaxPool, L.Scores, L.Flatten, L.Reshape)):

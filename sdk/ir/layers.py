@@ -398,6 +398,9 @@ class Quantize(Layer):
     in_source: bool = True
     mult: int | None = None
     shift: int = 0
+    # Faithful-mode rounding: "" = QONNX Quant (above); "tflite" = TFLite's QUANTIZE
+    # (AffineQuantize): q = clip(round_half_away(double(x) / double(scale)) + z, lo, hi).
+    rounding: str = ""
     kind: ClassVar[str] = "quantize"
 
 
@@ -420,3 +423,62 @@ def channels_of(op: FloatOp) -> int:
         return 0
     arr = op.gamma if isinstance(op, BatchNorm) else op.values
     return int(np.asarray(arr).shape[0])
+
+
+# ---------------------------------------------------------------------------- TFLite int8
+# LCE's int8 conversion (issue #11): TFLite's own integer kernels on centred int8 values
+# (q - zero_point), bit for bit; exact formulas in sdk/tflite_int8.py. Integer in both golden
+# modes. Per-channel parameters are int64 [C] (or scalars); lo/hi the activation range in codes.
+
+
+@dataclass
+class TflRequant(Layer):
+    """y_c = clamp(z + MBQM(x_c * factor_c + bias_c, mult_c, shift_c), lo, hi) - z."""
+
+    factor: np.ndarray = None  # type: ignore[assignment]
+    bias: np.ndarray = None  # type: ignore[assignment]
+    mult: np.ndarray = None  # type: ignore[assignment]
+    shift: np.ndarray = None  # type: ignore[assignment]
+    zero_point: int = 0
+    lo: int = -128
+    hi: int = 127
+    kind: ClassVar[str] = "tflrequant"
+
+
+@dataclass
+class TflAdd(Layer):
+    """TFLite int8 ADD: v_i = MBQM(x_i << 20, mult_i, shift_i); y = clamp(z + MBQM(v_1 + v_2,
+    mult_out, shift_out), lo, hi) - z. One input and `const` (v_2 per channel) for a constant
+    operand."""
+
+    mult1: np.ndarray = None  # type: ignore[assignment]
+    shift1: np.ndarray = None  # type: ignore[assignment]
+    mult2: np.ndarray | None = None
+    shift2: np.ndarray | None = None
+    const: np.ndarray | None = None
+    mult_out: np.ndarray = None  # type: ignore[assignment]
+    shift_out: np.ndarray = None  # type: ignore[assignment]
+    zero_point: int = 0
+    lo: int = -128
+    hi: int = 127
+    kind: ClassVar[str] = "tfladd"
+
+
+@dataclass
+class TflPRelu(Layer):
+    """TFLite int8 PRELU: clamp(z + (MBQM(x, m1, s1) if x >= 0 else MBQM(x * alpha_c, m2,
+    s2)), lo, hi) - z, alpha the centred alpha codes."""
+
+    alpha: np.ndarray = None  # type: ignore[assignment]
+    mult1: np.ndarray = None  # type: ignore[assignment]
+    shift1: np.ndarray = None  # type: ignore[assignment]
+    mult2: np.ndarray = None  # type: ignore[assignment]
+    shift2: np.ndarray = None  # type: ignore[assignment]
+    zero_point: int = 0
+    lo: int = -128
+    hi: int = 127
+    kind: ClassVar[str] = "tflprelu"
+
+
+TFLITE_INT8 = (TflRequant, TflAdd, TflPRelu)
+LAYER_TYPES.update({cls.__name__: cls for cls in TFLITE_INT8})

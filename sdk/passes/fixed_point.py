@@ -181,7 +181,12 @@ def refuse_on_target(graph, target: str) -> None:
     """Backends call this first: refuses real-valued layers on targets without kernels yet.
 
     By layer type only (every fixed-point tensor comes from one of these layers), so that a
-    backend's own checks still report graphs that are malformed in other ways."""
+    backend's own checks still report graphs that are malformed in other ways. TFLite int8
+    layers (LCE int8 conversion, sdk/tflite_int8.py) have no kernels on any target yet."""
+    for layer in graph.layers:
+        if isinstance(layer, L.TFLITE_INT8):
+            raise EdgeError(f"{_where(layer)}: TFLite int8 {type(layer).__name__} is not "
+                            f"supported by the {target} backend yet")
     if target not in INT8_ON:
         for layer in graph.layers:
             if isinstance(layer, L.Quantize) or (
