@@ -24,9 +24,17 @@ tensors is `AddTensors`, PRELU and RELU (also fused into ADD/MUL/SUB/DIV/CONV_2D
 DEPTHWISE_CONV_2D/CONCATENATION) are `PRelu`, MEAN over H, W and a whole-map
 AVERAGE_POOL_2D are `GlobalAvgPool`, CONCATENATION on the channels is `Concat`, and a binary
 DEPTHWISE_CONV_2D (±1 data from LceDequantize, ±a weights) is a `GroupConv2d` with one group
-per channel. The passes lower them to fixed point as for ONNX. int8-quantized tensors are
-refused: LCE's int8 conversion makes every real-valued op TFLite integer arithmetic (its own
-requantisation), which the IR's fixed-point rules do not reproduce.
+per channel. The passes lower them to fixed point as for ONNX.
+
+int8 tensors (LCE's int8 conversion: int8 model input/output and a default int8 range) run
+TFLite's own integer kernels bit for bit (sdk/tflite_int8.py). A `Val` with `qp` (scale,
+zero point) holds the centred codes q - z as "int" data: CONV_2D is an `Int8Weights` conv plus
+`TflRequant`, MUL by a constant `TflRequant`, ADD `TflAdd`, PRELU `TflPRelu`, MEAN over H, W
+a per-channel sum (`GroupConv2d` of ones) plus a `TflRequant`, MAX_POOL_2D and CONCATENATION
+(equal scales, as TFLite requires) the plain layers, LceQuantize of int8 data the "ge0"
+binarisation (bit 1 iff q < z), DEQUANTIZE a float `Mul(scale)` and QUANTIZE a `Quantize`
+with TFLite's rounding. Other operators on int8 tensors, uint8/int16 tensors and per-channel
+activations are refused.
 """
 
 from __future__ import annotations
@@ -37,13 +45,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sdk import tflite_int8 as ti
 from edge_sdk.converters.onnx.calibrate import Calibration, quantise_weights
 from edge_sdk.converters.onnx.weights import classify
 from edge_sdk.errors import EdgeError
 from edge_sdk.ir import layers as L
 from edge_sdk.ir.graph import Graph, TensorInfo, infer
 
-from . import lce, schema
+from . import lce, quant, schema
 from .flatbuf import FormatError
 from .schema import Operator, Tensor
 
@@ -60,6 +69,12 @@ class Val:
     layout: str  # "raw" | "chw" | "hwc_flat" | "vec"
     tshape: tuple[int, ...]  # the TFLite shape without the batch (unpacked channels)
     perm: np.ndarray | None = None  # "vec": IR index of each TFLite index (None = identity)
+    qp: tuple[float, int] | None = None  # int8 tensor: (scale, zero point); holds q - z
+
+
+# Operators that read int8 tensors (their handlers check how); any other one is refused.
+INT8_OPS = {"CONV_2D", "DEQUANTIZE", "QUANTIZE", "LceQuantize", "PRELU", "MAX_POOL_2D", "MUL",
+            "ADD", "CONCATENATION", "MEAN"}
 
 
 def tflite_pads(size: tuple[int, int], kernel, stride, dilation, padding: str):
@@ -96,6 +111,7 @@ class Frontend:
         self.op: Operator | None = None
         self.skip: set[int] = set()
         self.users: dict[int, list[Operator]] = {}
+        self.qparams = quant.read(model.file) if any(t.quantized for t in model.tensors) else {}
         for op in model.operators:
             for t in op.inputs:
                 if t >= 0:
@@ -143,6 +159,49 @@ class Frontend:
                       "supported (only float and LCE bitpacked tensors)")
         return t.data
 
+    # ------------------------------------------------------------------ int8 helpers
+    def qp(self, idx: int) -> tuple[float, int]:
+        """(scale, zero point) of a per-tensor int8-quantized tensor."""
+        t = self.tensor(idx)
+        q = self.qparams.get(idx)
+        if t.type_code != 9 or q is None:
+            self.fail(f"tensor '{t.name}' ({t.type_name}) is not int8-quantized")
+        if not q.per_tensor and (np.any(q.scale != q.scale[0]) or
+                                 np.any(q.zero_point != q.zero_point[0])):
+            self.fail(f"tensor '{t.name}' has per-channel quantisation; only weights may")
+        zp = int(q.zero_point[0])
+        if not -128 <= zp <= 127:
+            self.fail(f"tensor '{t.name}': zero point {zp} outside int8")
+        return float(q.scale[0]), zp
+
+    def qconst(self, idx: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """An int8 constant: (codes int64, scales float32 [C or 1], zero points int64)."""
+        if idx < 0:
+            self.fail(f"the {what} input is missing")
+        t = self.tensor(idx)
+        if t.data is None:
+            self.fail(f"{what} '{t.name}' must be a constant")
+        q = self.qparams.get(idx)
+        if t.type_code != 9 or q is None:
+            self.fail(f"{what} '{t.name}' ({t.type_name}) must be int8-quantized here")
+        if np.any(q.zero_point < -128) or np.any(q.zero_point > 127):
+            self.fail(f"{what} '{t.name}': zero point outside int8")
+        return t.data.astype(np.int64), q.scale, q.zero_point
+
+    def int8_out(self, name: str, info: TensorInfo, v: Val, idx: int | None = None) -> Val:
+        idx = self.op.outputs[0] if idx is None else idx
+        return Val(name, info, v.layout, v.tshape, v.perm, self.qp(idx))
+
+    def act8(self, activation: str, out_idx: int | None = None) -> tuple[int, int]:
+        s, zp = self.qp(self.op.outputs[0] if out_idx is None else out_idx)
+        return ti.act_range(activation, s, zp, self.where().rstrip(": "))
+
+    def mult(self, real: float, what: str) -> tuple[int, int]:
+        try:
+            return ti.quantize_multiplier(real)
+        except ValueError as exc:
+            self.fail(f"{what}: {exc}")
+
     def val(self, idx: int) -> Val:
         if idx < 0:
             self.fail("a required input is missing")
@@ -156,9 +215,11 @@ class Frontend:
     def put(self, v: Val, out_index: int = 0) -> None:
         idx = self.op.outputs[out_index]
         t = self.tensor(idx)
-        if t.quantized:
-            self.fail(f"output '{t.name}' is int8/uint8-quantized; quantized TFLite models are not "
-                      "supported")
+        if t.quantized and (v.qp is None or t.type_code != 9 or self.qp(idx) != v.qp):
+            self.fail(f"output '{t.name}' is {t.type_name}-quantized; only int8 outputs of the "
+                      "int8 operators (LCE int8 conversion) are supported")
+        if v.qp is not None and not t.quantized:
+            self.fail(f"output '{t.name}' of an int8 operator is not int8-quantized")
         declared = t.shape[1:] if t.shape else None
         expect = v.tshape
         if t.type_code == 2 and self.op.custom and expect:  # bitpacked: last dim is words
@@ -199,10 +260,10 @@ class Frontend:
                 self.fail(f"the input is NHWC with {c} channels; a transpose to the IR's NCHW is "
                           "not supported yet (1-channel images are)")
             name, info = self.emit(L.Reshape, [v.tensor], shape=(c, h, w))
-            return Val(name, info, "chw", v.tshape)
+            return Val(name, info, "chw", v.tshape, qp=v.qp)
         if v.layout == "hwc_flat":
             return Val(v.tensor, v.info, "chw", (v.info.shape[1], v.info.shape[2],
-                                                 v.info.shape[0]))
+                                                 v.info.shape[0]), qp=v.qp)
         self.fail(f"expected an image tensor [1, H, W, C], got [1, {', '.join(map(str, v.tshape))}]")
 
     def as_vec(self, v: Val) -> Val:
@@ -211,12 +272,12 @@ class Frontend:
             return v
         if v.layout == "raw":
             if len(v.tshape) == 1:
-                return Val(v.tensor, v.info, "vec", v.tshape)
+                return Val(v.tensor, v.info, "vec", v.tshape, qp=v.qp)
             name, info = self.emit(L.Flatten, [v.tensor])
-            return Val(name, info, "vec", (info.shape[0],))
+            return Val(name, info, "vec", (info.shape[0],), qp=v.qp)
         c, h, w = v.info.shape
         name, info = self.emit(L.Flatten, [v.tensor])
-        return Val(name, info, "vec", (info.shape[0],), _hwc_to_chw(h, w, c))
+        return Val(name, info, "vec", (info.shape[0],), _hwc_to_chw(h, w, c), v.qp)
 
     def per_channel(self, c: np.ndarray, v: Val) -> np.ndarray:
         """A constant broadcast against the TFLite tensor, as one value per IR channel."""
@@ -275,6 +336,9 @@ class Frontend:
             if handler is None:
                 kind = "custom operator" if op.custom else "operator"
                 self.fail(f"unsupported {kind} {op.name}")
+            if op.name not in INT8_OPS and any(
+                    t in self.vals and self.vals[t].qp is not None for t in op.inputs):
+                self.fail(f"{op.name} on int8 tensors is not supported")
             try:
                 handler(op)
             except FormatError as exc:  # options tables are read lazily, here
@@ -288,6 +352,10 @@ class Frontend:
             raise EdgeError(f"{self.file}: output '{out_t.name}' is a feature map "
                             f"[1, {', '.join(map(str, out.tshape))}]; only flat [N, K] outputs "
                             "are supported (the IR holds maps as NCHW)")
+        if out.qp is not None:  # the model's int8 codes: q = (q - z) + z
+            zp = np.full(out.info.shape[0], out.qp[1], np.float32)
+            name, info = self.emit(L.Affine, [out.tensor], ops=[L.Add(zp)])
+            out = Val(name, info, out.layout, out.tshape, out.perm)
         src = {"file": Path(self.file).name, "format": "tflite", "schema_version": m.version,
                "producer": m.description, "input_name": self.tensor(m.inputs[0]).name,
                "output_name": out_t.name}
@@ -296,6 +364,9 @@ class Frontend:
     def _model_input(self, t: Tensor) -> None:
         if t.data is not None:
             raise EdgeError(f"{self.file}: the model input '{t.name}' is a constant")
+        if t.quantized and t.type_code == 9 and len(t.shape) >= 2:
+            self._int8_input(t)
+            return
         if t.quantized or t.type_code not in (0, 9, 3, 7):
             raise EdgeError(f"{self.file}: input '{t.name}' of type {t.type_name}"
                             f"{' (quantized)' if t.quantized else ''} is not supported; "
@@ -320,10 +391,204 @@ class Frontend:
         self.infos["input"] = infer(layer, [])
         self.vals[t.index] = Val("input", self.infos["input"], "raw", shape)
 
+    def _int8_input(self, t: Tensor) -> None:
+        """An int8 model input: the user gives the codes q; the IR holds q - z."""
+        batch = t.signature[0] if t.signature else t.shape[0]
+        if batch not in (1, -1) or (t.signature and any(d < 0 for d in t.signature[1:])):
+            raise EdgeError(f"{self.file}: input '{t.name}' must have batch 1 or a dynamic batch "
+                            "and static other dimensions")
+        if self.input_range is not None:
+            raise EdgeError(f"{self.file}: input '{t.name}' is int8-quantized; its range is "
+                            "[-128, 127] (no input range option)")
+        scale, zp = self.qp(t.index)
+        shape = tuple(t.shape[1:])
+        layer = L.Input(name="input", inputs=[], output="input", source=t.name, shape=shape,
+                        lo=-128 - zp, hi=127 - zp, zero_point=-zp)
+        self.layers.append(layer)
+        self.infos["input"] = infer(layer, [])
+        self.vals[t.index] = Val("input", self.infos["input"], "raw", shape, qp=(scale, zp))
+
+    # ------------------------------------------------------------------ int8 ops
+    def op_DEQUANTIZE(self, op: Operator):
+        """int8 -> float, as the interpreter computes it (below)."""
+        self._inputs(op, 1)
+        v = self.val(op.inputs[0])
+        if v.qp is None:
+            self.fail("DEQUANTIZE of a tensor that is not int8")
+        c = v.info.shape[0] if v.info.shape else 1
+        # x86 builds run the NEON kernel through NEON_2_SSE: float32(q * s) + float32(-z * s),
+        # two roundings (measured against LCE's interpreter; the scalar tail of a flat size
+        # that is not a multiple of 8 computes float32(s * (q - z)) instead, not modelled).
+        s, zp = np.float32(v.qp[0]), v.qp[1]
+        ops = [L.Add(np.full(c, zp, np.float32)), L.Mul(np.full(c, s, np.float32)),
+               L.Add(np.full(c, np.float32(-np.float64(zp) * np.float64(s)), np.float32))]
+        name, info = self.emit(L.Affine, [v.tensor], ops=ops)
+        self.put(Val(name, info, v.layout, v.tshape, v.perm))
+
+    def op_QUANTIZE(self, op: Operator):
+        """float -> int8 with TFLite's rounding (half away from zero of x / scale)."""
+        self._inputs(op, 1)
+        v = self.val(op.inputs[0])
+        if v.qp is not None:
+            self.fail("QUANTIZE of int8 data (a requantisation) is not supported")
+        if v.info.kind != "float":
+            self.fail(f"QUANTIZE of {v.info.kind} data is not supported (real-valued only)")
+        scale, zp = self.qp(op.outputs[0])
+        name, info = self.emit(L.Quantize, [v.tensor], scale=scale, zero_point=zp, lo=-128,
+                               hi=127, rounding="tflite")
+        self.put(self.int8_out(name, info, v))
+
+    def _conv_int8(self, op: Operator, x: Val, o) -> None:
+        w, w_scale, w_zp = self.qconst(op.inputs[1], "filter")
+        if w.ndim != 4 or w.shape[3] != x.info.shape[0]:
+            self.fail(f"shape mismatch: filter {list(w.shape)} for {x.info.shape[0]} channels")
+        oc = w.shape[0]
+        if np.any(w_zp != 0):
+            self.fail("int8 filter with a nonzero zero point (TFLite requires 0)")
+        if w_scale.size not in (1, oc):
+            self.fail(f"{w_scale.size} filter scales for {oc} output channels")
+        bias = np.zeros(oc, np.int64)
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            bt = self.tensor(op.inputs[2])
+            if bt.data is None or bt.type_code != 2 or bt.data.shape != (oc,):
+                self.fail("the bias of an int8 CONV_2D must be a constant int32 [O]")
+            bias = bt.data.astype(np.int64)
+        rows = w.transpose(0, 3, 1, 2).reshape(oc, -1)
+        acc = self._conv(x, L.Int8Weights(rows.astype(np.int8)), w.shape[1:3], o.stride,
+                         o.dilation, o.padding, 0)
+        s_in = np.float64(np.float32(x.qp[0]))
+        s_out, zp = self.qp(op.outputs[0])
+        scales = np.broadcast_to(w_scale, (oc,))
+        mults = [self.mult(float(s_in * np.float64(s) / np.float64(np.float32(s_out))),
+                           "conv multiplier") for s in scales]
+        lo, hi = self.act8(o.activation)
+        name, info = self.emit(L.TflRequant, [acc.tensor], factor=np.ones(oc, np.int64),
+                               bias=bias, mult=np.array([m for m, _ in mults], np.int64),
+                               shift=np.array([e for _, e in mults], np.int64), zero_point=zp,
+                               lo=lo, hi=hi)
+        self.put(self.int8_out(name, info, acc))
+
+    def _const_channels(self, codes: np.ndarray, v: Val) -> np.ndarray:
+        """An int8 constant operand as one code per IR channel (per_channel does the layout
+        checks; codes are small integers, exact in float32)."""
+        return self.per_channel(codes.astype(np.float32), v).astype(np.int64)
+
+    def _mul_int8(self, op: Operator, act: str) -> None:
+        v, _, _ = self._elementwise_q(op)
+        cidx = next(t for t in op.inputs if t not in self.vals)
+        codes, cs, czp = self.qconst(cidx, "operand")
+        if cs.size != 1:
+            self.fail("a per-channel-quantized MUL operand is not supported")
+        k = self._const_channels(codes, v) - int(czp[0])
+        s_out, zp = self.qp(op.outputs[0])
+        m, e = self.mult(float(np.float64(np.float32(v.qp[0])) * np.float64(cs[0])
+                               / np.float64(np.float32(s_out))), "MUL multiplier")
+        c = k.shape[0]
+        lo, hi = self.act8(act)
+        name, info = self.emit(L.TflRequant, [v.tensor], factor=k, bias=np.zeros(c, np.int64),
+                               mult=np.full(c, m, np.int64), shift=np.full(c, e, np.int64),
+                               zero_point=zp, lo=lo, hi=hi)
+        self.put(self.int8_out(name, info, v))
+
+    def _elementwise_q(self, op: Operator) -> tuple[Val, np.ndarray, bool]:
+        if len(op.inputs) != 2:
+            self.fail("expected two inputs")
+        a, b = op.inputs
+        if a in self.vals and b not in self.vals:
+            return self.val(a), None, False
+        if b in self.vals and a not in self.vals:
+            return self.val(b), None, True
+        self.fail("only a computed tensor combined with a constant is supported")
+
+    def _add_int8(self, op: Operator, act: str) -> None:
+        both = all(t in self.vals for t in op.inputs)
+        if both:
+            a, b = self.val(op.inputs[0]), self.val(op.inputs[1])
+            if b.qp is None or a.tshape != b.tshape or a.layout != b.layout or a.info.shape != \
+                    b.info.shape or not ((a.perm is None and b.perm is None) or (
+                    a.perm is not None and b.perm is not None
+                    and np.array_equal(a.perm, b.perm))):
+                self.fail("int8 ADD of two tensors needs two int8 tensors of one shape and "
+                          "layout (no broadcasting)")
+            s1, s2 = np.float32(a.qp[0]), np.float32(b.qp[0])
+        else:
+            a, _, _ = self._elementwise_q(op)
+            cidx = next(t for t in op.inputs if t not in self.vals)
+            codes, cs, czp = self.qconst(cidx, "operand")
+            if cs.size != 1:
+                self.fail("a per-channel-quantized ADD operand is not supported")
+            k = self._const_channels(codes, a) - int(czp[0])
+            s1, s2 = np.float32(a.qp[0]), np.float32(cs[0])
+        s_out, zp = self.qp(op.outputs[0])
+        twice = 2.0 * float(max(s1, s2))
+        m1, e1 = self.mult(float(s1) / twice, "ADD input multiplier")
+        m2, e2 = self.mult(float(s2) / twice, "ADD input multiplier")
+        mo, eo = self.mult(twice / float(np.float32((1 << ti.ADD_LEFT_SHIFT) * np.float32(s_out))),
+                           "ADD output multiplier")
+        lo, hi = self.act8(act)
+        c = a.info.shape[0] if a.info.shape else 1
+
+        def full(val: int) -> np.ndarray:
+            return np.full(c, val, np.int64)
+
+        kw = {"mult1": full(m1), "shift1": full(e1), "mult_out": full(mo), "shift_out": full(eo),
+                  "zero_point": zp, "lo": lo, "hi": hi}
+        if both:
+            name, info = self.emit(L.TflAdd, [a.tensor, b.tensor], mult2=full(m2),
+                                   shift2=full(e2), **kw)
+        else:
+            const = ti.mbqm(k << ti.ADD_LEFT_SHIFT, full(m2), full(e2), self.where())
+            name, info = self.emit(L.TflAdd, [a.tensor], const=const.astype(np.int64), **kw)
+        self.put(self.int8_out(name, info, a))
+
+    def _prelu_int8(self, op: Operator, v: Val) -> None:
+        codes, a_s, a_zp = self.qconst(op.inputs[1], "alpha")
+        if a_s.size != 1:
+            self.fail("per-channel-quantized alpha is not supported")
+        alpha = self._const_channels(codes, v) - int(a_zp[0])
+        s_in, s_a = np.float32(v.qp[0]), np.float32(a_s[0])
+        s_out, zp = self.qp(op.outputs[0])
+        s_out = np.float32(s_out)
+        # TFLite computes these two ratios in float (activations.cc), then widens to double.
+        m1, e1 = self.mult(float(np.float32(s_in / s_out)), "PRELU multiplier")
+        m2, e2 = self.mult(float(np.float32(np.float32(s_in * s_a) / s_out)),
+                           "PRELU multiplier")
+        c = alpha.shape[0]
+        name, info = self.emit(L.TflPRelu, [v.tensor], alpha=alpha, mult1=np.full(c, m1),
+                               shift1=np.full(c, e1), mult2=np.full(c, m2),
+                               shift2=np.full(c, e2), zero_point=zp, lo=-128, hi=127)
+        self.put(self.int8_out(name, info, v))
+
+    def _mean_int8(self, op: Operator, x: Val, keep: bool) -> None:
+        """int8 MEAN over H, W: exact per-channel sums, then TFLite's rounding as a table."""
+        c, h, w = x.info.shape
+        if keep:
+            self.fail("int8 MEAN with keep_dims (TFLite's optimized kernel) is not supported")
+        n = h * w
+        ones = L.IntWeights(np.ones((c, n), np.int8))
+        s, _ = self.emit(L.GroupConv2d, [x.tensor], weights=ones, in_channels=c,
+                             kernel=(h, w), strides=(1, 1), pads=(0, 0, 0, 0),
+                             dilations=(1, 1), groups=c)
+        s_out, zp_out = self.qp(op.outputs[0])
+        # The interpreter's int8 mean: one requantisation of the centred sum with 1/n folded
+        # into the multiplier (sdk/tflite_int8.py mean_multiplier).
+        try:
+            m, e = ti.mean_multiplier(float(np.float32(x.qp[0])) / float(np.float32(s_out)), n)
+        except ValueError as exc:
+            self.fail(f"MEAN multiplier: {exc}")
+        name, info = self.emit(L.TflRequant, [s], factor=np.ones(c, np.int64),
+                               bias=np.zeros(c, np.int64), mult=np.full(c, m, np.int64),
+                               shift=np.full(c, e, np.int64), zero_point=zp_out, lo=-128, hi=127)
+        name, info = self.emit(L.Flatten, [name])
+        self.put(Val(name, info, "vec", (c,), None, (s_out, zp_out)))
+
     # ------------------------------------------------------------------ plain TFLite ops
     def op_CONV_2D(self, op: Operator):
         o = schema.conv_options(op)
         x = self.as_chw(self.val(op.inputs[0]))
+        if x.qp is not None:
+            self._conv_int8(op, x, o)
+            return
         w = self.const(op.inputs[1], "filter")
         if w.ndim != 4:
             self.fail(f"filter must be [O, kh, kw, I], got shape {list(w.shape)}")
@@ -413,10 +678,18 @@ class Frontend:
 
     def op_MAX_POOL_2D(self, op: Operator):
         o = schema.pool_options(op)
+        x = self.as_chw(self.val(op.inputs[0]))
+        if x.qp is not None:  # TFLite: same scale in and out, a max of codes, then the clamp
+            if self.qp(op.outputs[0]) != x.qp:
+                self.fail("int8 MAX_POOL_2D with different input and output quantisation")
+            if self.act8(o.activation) != (-128, 127):
+                self.fail(f"fused activation {o.activation} on an int8 pool is not supported")
+            self._pool(x, o.kernel, o.stride, o.padding, x.qp)
+            return
         self.act_none(o.activation)
-        self._pool(self.as_chw(self.val(op.inputs[0])), o.kernel, o.stride, o.padding)
+        self._pool(x, o.kernel, o.stride, o.padding)
 
-    def _pool(self, x: Val, kernel, stride, padding: str):
+    def _pool(self, x: Val, kernel, stride, padding: str, qp=None):
         if min(kernel) < 1 or min(stride) < 1:
             self.fail(f"pool window {list(kernel)} and strides {list(stride)} must be >= 1")
         _, h, w = x.info.shape
@@ -424,7 +697,7 @@ class Frontend:
         name, info = self.emit(L.MaxPool, [x.tensor], kernel=tuple(int(k) for k in kernel),
                                strides=tuple(int(s) for s in stride), pads=pads)
         c, oh, ow = info.shape
-        self.put(Val(name, info, "chw", (oh, ow, c)))
+        self.put(Val(name, info, "chw", (oh, ow, c), None, qp))
 
     def op_RESHAPE(self, op: Operator):
         v = self.val(op.inputs[0])
@@ -488,13 +761,22 @@ class Frontend:
             return self.val(b), self.const(a, "operand"), True
         self.fail("only a computed tensor combined with a constant is supported")
 
+    def _is_int8(self, op: Operator) -> bool:
+        return any(t in self.vals and self.vals[t].qp is not None for t in op.inputs)
+
     def op_MUL(self, op: Operator):
         act = schema.elementwise_activation(op)
+        if self._is_int8(op):
+            self._mul_int8(op, act)
+            return
         v, c, _ = self._elementwise(op)
         self.put(self.fused(self.affine(v, [L.Mul(self.per_channel(c, v))]), act))
 
     def op_ADD(self, op: Operator):
         act = schema.elementwise_activation(op)
+        if self._is_int8(op):
+            self._add_int8(op, act)
+            return
         if len(op.inputs) == 2 and all(t in self.vals for t in op.inputs):
             self.put(self.fused(self._add_tensors(op), act))
             return
@@ -555,6 +837,9 @@ class Frontend:
         if len(op.inputs) != 2:
             self.fail("expected input and alpha")
         v = self.val(op.inputs[0])
+        if v.qp is not None:
+            self._prelu_int8(op, v)
+            return
         if v.info.kind != "float":
             self.fail(f"PRELU on {v.info.kind} data is not supported (only on real-valued data, "
                       "after a BatchNorm, Mul, Add or residual ADD)")
@@ -573,6 +858,9 @@ class Frontend:
         if len(v.tshape) != 3 or v.layout == "hwc_flat" or sorted(d % 4 for d in axes) != [1, 2]:
             self.fail(f"MEAN is supported over H and W of an image [1, H, W, C] (axes [1, 2]), "
                       f"got axes {axes} on [1, {', '.join(map(str, v.tshape))}]")
+        if v.qp is not None:
+            self._mean_int8(op, self.as_chw(v), schema.reducer_keep_dims(op))
+            return
         self._gap(self.as_chw(v), schema.reducer_keep_dims(op))
 
     def _gap(self, x: Val, keepdims: bool) -> None:
@@ -615,6 +903,20 @@ class Frontend:
                               or len(v.tshape) != 1 for v in vs):
             self.fail("CONCATENATION of these tensors is not supported (images [1, H, W, C] or "
                       "plain vectors [1, K])")
+        qps = {v.qp for v in vs}
+        if qps != {None}:
+            if len(qps) != 1 or self.qp(op.outputs[0]) not in qps:
+                self.fail("int8 CONCATENATION of tensors with different scales or zero points "
+                          "(TFLite's int8 kernel requires equal ones)")
+            if self.act8(act) != (-128, 127):
+                self.fail(f"fused activation {act} on an int8 concatenation is not supported")
+            name, info = self.emit(L.Concat, [v.tensor for v in vs])
+            if rank == 4:
+                c, h, w = info.shape
+                self.put(Val(name, info, "chw", (h, w, c), None, vs[0].qp))
+            else:
+                self.put(Val(name, info, "vec", (info.shape[0],), None, vs[0].qp))
+            return
         kinds = {v.info.kind for v in vs}
         if not (kinds <= {"bipolar", "ternary"} or kinds <= {"int", "float"}):
             self.fail(f"CONCATENATION of {' and '.join(sorted(kinds))} data is not supported")

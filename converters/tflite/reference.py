@@ -9,6 +9,11 @@ and round once to float32, so float results agree with TFLite to float32 roundin
 parts are exact. The committed LCE fixtures check this module against LCE's own interpreter.
 Fused activations are applied after the op; MEAN over H, W sums in float32 in TFLite's
 row-major order (h outer, w inner) and divides once.
+
+int8 tensors (LCE's int8 conversion) are held as their raw codes q (the frontend holds
+q - z) and computed element by element with Python integers, written from TFLite's C++
+(quantization_util.cc QuantizeMultiplier, common.h MultiplyByQuantizedMultiplier) rather than
+from sdk/tflite_int8.py, so the two implementations check each other.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edge_sdk.errors import EdgeError
 
-from . import lce, schema
+from . import lce, quant, schema
 from .frontend import tflite_pads
 from .schema import Operator
 
@@ -75,10 +80,75 @@ def _mean_hw(x: np.ndarray, keepdims: bool) -> np.ndarray:
     return y[:, None, None, :] if keepdims else y
 
 
+# ---------------------------------------------------------------------------- int8 (Python ints)
+def _qmult(real: float) -> tuple[int, int]:
+    """QuantizeMultiplier: frexp, then round(q * 2**31) half away from zero."""
+    if real == 0:
+        return 0, 0
+    q, e = math.frexp(real)
+    m = int(q * 2**31 + 0.5)  # q > 0: truncation of +0.5 is round half away
+    if m == 2**31:
+        m, e = m // 2, e + 1
+    if e < -31:
+        return 0, 0
+    return m, e
+
+
+def _mbqm1(x: int, m: int, e: int) -> int:
+    """MultiplyByQuantizedMultiplier on one Python int (no int64 tricks)."""
+    x = x * 2 ** max(e, 0)
+    if not -2**31 <= x < 2**31:
+        raise ValueError("int32 overflow before the high multiply")
+    if x == m == -2**31:
+        hi = 2**31 - 1
+    else:
+        p = x * m
+        p += 2**30 if p >= 0 else 1 - 2**30
+        hi = abs(p) // 2**31 * (1 if p >= 0 else -1)  # C++ division truncates
+    n = max(-e, 0)
+    mask = 2**n - 1
+    rem = hi & mask
+    thr = (mask >> 1) + (1 if hi < 0 else 0)
+    return (hi >> n) + (1 if rem > thr else 0)
+
+
+def _mbqm(x: np.ndarray, m, e) -> np.ndarray:
+    """Elementwise _mbqm1 (m, e broadcast against x)."""
+    x = np.asarray(x, np.int64)
+    m, e = np.broadcast_to(np.asarray(m, np.int64), x.shape), np.broadcast_to(
+        np.asarray(e, np.int64), x.shape)
+    out = [_mbqm1(int(a), int(b), int(c)) for a, b, c in zip(x.ravel(), m.ravel(), e.ravel())]
+    return np.array(out, np.int64).reshape(x.shape)
+
+
+def _act_codes(activation: str, scale: float, zp: int) -> tuple[int, int]:
+    def q(v: float) -> int:
+        r = float(F32(v) / F32(scale))
+        return zp + int(math.copysign(math.floor(abs(r) + 0.5), r))
+
+    return {"NONE": (-128, 127), "RELU": (max(-128, q(0)), 127),
+            "RELU6": (max(-128, q(0)), min(127, q(6))),
+            "RELU_N1_TO_1": (max(-128, q(-1)), min(127, q(1)))}[activation]
+
+
 class Reference:
     def __init__(self, model: schema.Model):
         self.m = model
         self.env: dict[int, np.ndarray] = {}
+        self.q = quant.read(model.file) if any(t.quantized for t in model.tensors) else {}
+
+    def int8(self, idx: int) -> bool:
+        return idx >= 0 and self.m.tensors[idx].type_code == 9 and idx in self.q
+
+    def sz(self, idx: int) -> tuple[float, int]:
+        p = self.q[idx]
+        return float(p.scale[0]), int(p.zero_point[0])
+
+    def codes(self, idx: int, y: np.ndarray, activation: str = "NONE") -> np.ndarray:
+        """Centred result y -> raw codes of tensor idx, clamped to the activation range."""
+        s, z = self.sz(idx)
+        lo, hi = _act_codes(activation, s, z)
+        return np.clip(y + z, lo, hi).astype(np.int64)
 
     def get(self, idx: int) -> np.ndarray:
         if idx < 0:
@@ -96,7 +166,7 @@ class Reference:
         if x.shape[1:] != t_in.shape[1:]:
             raise EdgeError(f"input: shape {list(x.shape)} does not match the model's input "
                             f"[N, {', '.join(map(str, t_in.shape[1:]))}]")
-        self.env[t_in.index] = x.astype(F32)
+        self.env[t_in.index] = x.astype(np.int64) if self.int8(t_in.index) else x.astype(F32)
         for op in self.m.operators:
             fn = getattr(self, f"op_{op.name}", None)
             if fn is None:
@@ -111,6 +181,20 @@ class Reference:
     # ------------------------------------------------------------------ plain ops
     def op_CONV_2D(self, op: Operator) -> np.ndarray:
         o = schema.conv_options(op)
+        if self.int8(op.inputs[0]):
+            s_in, z_in = self.sz(op.inputs[0])
+            x = self.get(op.inputs[0]).astype(np.int64) - z_in  # padding holds z_in: 0 here
+            w = self.get(op.inputs[1]).astype(np.int64)
+            pads = tflite_pads(x.shape[1:3], w.shape[1:3], o.stride, o.dilation, o.padding)
+            win = _windows(x, w.shape[1:3], o.stride, o.dilation, pads, 0)
+            acc = np.einsum("nyxijc,oijc->nyxo", win, w)
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                acc = acc + self.get(op.inputs[2]).astype(np.int64)
+            s_w = np.broadcast_to(self.q[op.inputs[1]].scale, (w.shape[0],))
+            s_out, _ = self.sz(op.outputs[0])
+            me = [_qmult(float(s_in) * float(sw) / float(s_out)) for sw in s_w]
+            y = _mbqm(acc, [m for m, _ in me], [e for _, e in me])
+            return self.codes(op.outputs[0], y, o.activation)
         x, w = self.get(op.inputs[0]), self.get(op.inputs[1]).astype(np.float64)
         pads = tflite_pads(x.shape[1:3], w.shape[1:3], o.stride, o.dilation, o.padding)
         win = _windows(x.astype(np.float64), w.shape[1:3], o.stride, o.dilation, pads, 0.0)
@@ -143,6 +227,10 @@ class Reference:
     def op_MAX_POOL_2D(self, op: Operator) -> np.ndarray:
         o = schema.pool_options(op)
         x = self.get(op.inputs[0])
+        if self.int8(op.inputs[0]):
+            pads = tflite_pads(x.shape[1:3], o.kernel, o.stride, (1, 1), o.padding)
+            y = _windows(x, o.kernel, o.stride, (1, 1), pads, -(1 << 20)).max(axis=(3, 4))
+            return self.codes(op.outputs[0], y - self.sz(op.outputs[0])[1], o.activation)
         pads = tflite_pads(x.shape[1:3], o.kernel, o.stride, (1, 1), o.padding)
         return _windows(x, o.kernel, o.stride, (1, 1), pads, -np.inf).max(axis=(3, 4))
 
@@ -152,12 +240,30 @@ class Reference:
         return _activation(y, schema.elementwise_activation(op))
 
     def op_ADD(self, op):
+        if self.int8(op.inputs[0]):
+            (s1, z1), (s2, z2) = self.sz(op.inputs[0]), self.sz(op.inputs[1])
+            s_out, _ = self.sz(op.outputs[0])
+            a = self.get(op.inputs[0]).astype(np.int64) - z1
+            b = self.get(op.inputs[1]).astype(np.int64) - z2
+            a, b = np.broadcast_arrays(a, b)
+            big = 2.0 * max(float(s1), float(s2))
+            v1 = _mbqm(a * 2**20, *_qmult(float(s1) / big))
+            v2 = _mbqm(b * 2**20, *_qmult(float(s2) / big))
+            y = _mbqm(v1 + v2, *_qmult(big / float(F32(2**20 * F32(s_out)))))
+            return self.codes(op.outputs[0], y, schema.elementwise_activation(op))
         return self._binary(op, np.add)
 
     def op_SUB(self, op):
         return self._binary(op, np.subtract)
 
     def op_MUL(self, op):
+        if self.int8(op.inputs[0]):
+            (s1, z1), (s2, z2) = self.sz(op.inputs[0]), self.sz(op.inputs[1])
+            s_out, _ = self.sz(op.outputs[0])
+            prod = (self.get(op.inputs[0]).astype(np.int64) - z1) * (
+                self.get(op.inputs[1]).astype(np.int64) - z2)
+            y = _mbqm(prod, *_qmult(float(s1) * float(s2) / float(s_out)))
+            return self.codes(op.outputs[0], y, schema.elementwise_activation(op))
         return self._binary(op, np.multiply)
 
     def op_DIV(self, op):
@@ -170,6 +276,14 @@ class Reference:
         return _activation(self.get(op.inputs[0]).astype(F32), "RELU")
 
     def op_PRELU(self, op: Operator) -> np.ndarray:
+        if self.int8(op.inputs[0]):  # activations.cc: the ratios in float, then double
+            (s1, z1), (sa, za) = self.sz(op.inputs[0]), self.sz(op.inputs[1])
+            s_out, _ = self.sz(op.outputs[0])
+            x = self.get(op.inputs[0]).astype(np.int64) - z1
+            a = np.broadcast_to(self.get(op.inputs[1]).astype(np.int64) - za, x.shape)
+            pos = _mbqm(x, *_qmult(float(F32(s1) / F32(s_out))))
+            neg = _mbqm(x * a, *_qmult(float(F32(F32(s1) * F32(sa)) / F32(s_out))))
+            return self.codes(op.outputs[0], np.where(x >= 0, pos, neg))
         x = self.get(op.inputs[0]).astype(F32)
         alpha = self.get(op.inputs[1]).astype(F32)
         return np.where(x >= 0, x, x * alpha).astype(F32)
@@ -177,6 +291,15 @@ class Reference:
     def op_MEAN(self, op: Operator) -> np.ndarray:
         """TFLite's float MEAN over H, W: a float32 sum in row-major order (h outer, w inner),
         then one division by the count."""
+        if self.int8(op.inputs[0]):  # the centred sum, 1/n folded into s_in/s_out's multiplier
+            (s1, z1), (s_out, _) = self.sz(op.inputs[0]), self.sz(op.outputs[0])
+            x = self.get(op.inputs[0]).astype(np.int64) - z1
+            n = x.shape[1] * x.shape[2]
+            m0, e0 = _qmult(float(s1) / float(s_out))
+            k = max(0, min(int(math.log2(n)), 32, 31 + e0))
+            y = _mbqm(x.sum(axis=(1, 2)), m0 * 2**k // n, e0 - k)
+            y = self.codes(op.outputs[0], y)
+            return y[:, None, None, :] if schema.reducer_keep_dims(op) else y
         x = self.get(op.inputs[0]).astype(F32)
         axes = sorted(int(a) % x.ndim for a in np.asarray(self.get(op.inputs[1])).reshape(-1))
         if x.ndim != 4 or axes != [1, 2]:
@@ -192,6 +315,10 @@ class Reference:
 
     def op_CONCATENATION(self, op: Operator) -> np.ndarray:
         axis, act = schema.concat_options(op)
+        if self.int8(op.inputs[0]):  # TFLite's int8 kernel: equal scales, a plain copy
+            if len({self.sz(i) for i in (*op.inputs, op.outputs[0])}) != 1:
+                raise ValueError("int8 CONCATENATION with different quantisation")
+            return np.concatenate([self.get(i) for i in op.inputs], axis=axis)
         parts = [self.get(i).astype(F32) for i in op.inputs]
         return _activation(np.concatenate(parts, axis=axis), act)
 
@@ -206,8 +333,23 @@ class Reference:
         e = np.exp(z)
         return (e / e.sum(axis=-1, keepdims=True, dtype=F32)).astype(F32)
 
+    def op_DEQUANTIZE(self, op: Operator) -> np.ndarray:
+        """x86 (NEON_2_SSE): float32(q * s) + float32(-z * s), as LCE's interpreter gives."""
+        s, z = self.sz(op.inputs[0])
+        q = self.get(op.inputs[0]).astype(F32)
+        return ((q * F32(s)).astype(F32) + F32(-z * float(F32(s)))).astype(F32)
+
+    def op_QUANTIZE(self, op: Operator) -> np.ndarray:
+        """round(double(x) / double(s)) half away from zero, + z, clamped."""
+        s, z = self.sz(op.outputs[0])
+        v = self.get(op.inputs[0]).astype(np.float64) / float(F32(s))
+        r = np.copysign(np.floor(np.abs(v) + 0.5), v)
+        return np.clip(r + z, -128, 127).astype(np.int64)
+
     # ------------------------------------------------------------------ LCE ops
     def op_LceQuantize(self, op: Operator) -> np.ndarray:
+        if self.int8(op.inputs[0]):  # bit 1 iff q < zero point
+            return pack(self.get(op.inputs[0]) - self.sz(op.inputs[0])[1])
         return pack(self.get(op.inputs[0]))
 
     def op_LceDequantize(self, op: Operator) -> np.ndarray:
