@@ -365,16 +365,13 @@ def test_bad_inputs_one_line_naming_the_operator(tmp_path, case):
         assert word in msg, msg
 
 
-def test_int8_variant_is_refused(tmp_path):
-    """LCE's int8 conversion quantises every real-valued tensor (int8 ADD, PRELU, MEAN, MUL
-    with TFLite's requantisation): refused in one line, not approximated."""
+def test_int8_variant_is_imported():
+    """LCE's int8 conversion (int8 ADD, PRELU, MEAN, MUL with TFLite's requantisation) is
+    imported as TFLite's integer kernels; bit-exactness is tests/test_tflite_int8.py's."""
     path = LARQ / "resnet_int8.tflite"
     m = schema.load(path)
     assert m.tensors[m.inputs[0]].quantized and "QUANTIZE" in [op.name for op in m.operators]
-    with pytest.raises(EdgeError) as info:
-        edge_sdk.load(path)
-    msg = str(info.value)
-    assert "\n" not in msg and "quantized" in msg and "INT8" in msg, msg
+    assert edge_sdk.load(path) is not None
 
 
 @settings(max_examples=60, deadline=None)

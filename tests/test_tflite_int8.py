@@ -1,0 +1,236 @@
+"""LCE's int8 conversion (issue #11): TFLite's integer kernels bit for bit.
+
+The expected values come from LCE's own interpreter (the committed *_ref.npy, made by
+examples/larq/make_resnet_fixture.py / make_int8_fixtures.py in a throw-away venv), from
+converters/tflite/reference.py (an independent NumPy reading written from TFLite's C++), and,
+for the rounding primitives, from a plain Python big-int transcription of TFLite's C++ here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_sdk import golden
+from edge_sdk import tflite_int8 as ti
+from edge_sdk.cli import main
+from edge_sdk.converters.tflite.frontend import import_tflite
+from edge_sdk.converters.tflite.reference import run_reference
+from edge_sdk.errors import EdgeError
+from edge_sdk.ir import layers as L
+from edge_sdk.passes.fixed_point import refuse_on_target
+from edge_sdk.passes.pipeline import lower
+
+LARQ = Path(__file__).resolve().parent.parent / "examples" / "larq"
+RESNET = LARQ / "resnet_int8.tflite"
+FIXTURES = sorted(p.stem for p in LARQ.glob("int8_*.tflite"))
+
+
+def _load(stem: str):
+    return (LARQ / f"{stem}.tflite", np.load(LARQ / f"{stem}_x.npy"),
+            np.load(LARQ / f"{stem}_ref.npy"))
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    path, x, ref = _load("resnet_int8")
+    return lower(import_tflite(path)), x, ref
+
+
+# ---------------------------------------------------------------------------- end to end
+def test_resnet_int8_equals_lce_interpreter(resnet):
+    graph, x, ref = resnet
+    assert ref.dtype == np.int8
+    y = golden.run(graph, x)
+    np.testing.assert_array_equal(y, ref.astype(np.float32))
+
+
+def test_resnet_int8_uses_the_int8_layers(resnet):
+    graph, _, _ = resnet
+    kinds = {type(layer) for layer in graph.layers}
+    assert {L.TflRequant, L.TflAdd, L.TflPRelu, L.Quantize} <= kinds
+
+
+def test_reference_equals_lce_interpreter():
+    """reference.py (the `run --check` cross-check) on its own against LCE's interpreter."""
+    path, x, ref = _load("resnet_int8")
+    np.testing.assert_array_equal(run_reference(path, x), ref.astype(np.int64))
+
+
+def test_fixed_point_argmax_agrees(resnet):
+    graph, x, _ = resnet
+    y = golden.run(graph, x)
+    yf = golden.run(graph, x, fixed_point=True)
+    assert np.mean(y.argmax(1) == yf.argmax(1)) >= 0.99
+
+
+@pytest.mark.parametrize("stem", FIXTURES)
+def test_small_int8_fixtures(stem):
+    """One small random-weight model per int8 op kind (make_int8_fixtures.py)."""
+    path, x, ref = _load(stem)
+    graph = lower(import_tflite(path))
+    np.testing.assert_array_equal(golden.run(graph, x), ref.astype(np.float32))
+    np.testing.assert_array_equal(run_reference(path, x), ref.astype(np.int64))
+
+
+def test_cli_run_check_and_fixed_point(tmp_path):
+    out = tmp_path / "y.npy"
+    args = ["run", str(RESNET), "--input", str(LARQ / "resnet_int8_x.npy"), "--output", str(out)]
+    assert main([*args, "--check"]) == 0
+    np.testing.assert_array_equal(np.load(out), np.load(LARQ / "resnet_int8_ref.npy"))
+    assert main([*args, "--fixed-point"]) == 0
+
+
+@pytest.mark.parametrize("target", ["cortex-m", "fpga"])
+def test_backends_refuse_cleanly(tmp_path, target, capsys):
+    code = main(["convert", str(RESNET), "--target", target, "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TflRequant" in err[0]
+
+
+def test_refuse_on_target_names_the_layer(resnet):
+    graph, _, _ = resnet
+    with pytest.raises(EdgeError, match="tflrequant0.*not supported by the fpga backend"):
+        refuse_on_target(graph, "fpga")
+
+
+def test_int8_input_takes_codes_only(resnet):
+    graph, x, _ = resnet
+    with pytest.raises(EdgeError, match="outside the model's input range"):
+        golden.run(graph, np.full_like(x[:1], 200, dtype=np.int64))
+    with pytest.raises(EdgeError, match="no input range option"):
+        import_tflite(RESNET, input_range=(0, 16))
+
+
+# ---------------------------------------------------------------------------- primitives
+def _py_quantize_multiplier(m: float) -> tuple[int, int]:
+    """quantization_util.cc QuantizeMultiplier, transcribed with Python ints."""
+    if m == 0:
+        return 0, 0
+    q, shift = math.frexp(m)
+    q_fixed = int(math.copysign(math.floor(abs(q) * 2**31 + 0.5), q))  # std::round
+    if q_fixed == 2**31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    return q_fixed, shift
+
+
+def _py_mbqm(x: int, m: int, shift: int) -> int:
+    """common.h MultiplyByQuantizedMultiplier (double rounding), Python ints."""
+    left, right = max(shift, 0), max(-shift, 0)
+    a = x * (1 << left)
+    if a == m == -(2**31):
+        high = 2**31 - 1
+    else:
+        ab = a * m
+        nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+        num = ab + nudge
+        high = int(num / 2**31) if abs(num) < 2**52 else (
+            num // 2**31 if num >= 0 else -((-num) // 2**31))  # C++ truncation
+    mask = (1 << right) - 1
+    remainder = high & mask
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> right) + (1 if remainder > threshold else 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=1e-9, max_value=1e9, allow_nan=False, allow_infinity=False))
+def test_quantize_multiplier_matches_cpp(m):
+    if m >= 2.0**30:
+        with pytest.raises(ValueError):
+            ti.quantize_multiplier(m)
+        return
+    assert ti.quantize_multiplier(m) == _py_quantize_multiplier(m)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(0, 2**31 - 1), st.integers(-31, 0))
+def test_mbqm_matches_cpp(x, m, shift):
+    assert int(ti.mbqm(np.array([x]), np.array([m]), np.array([shift]))[0]) == \
+        _py_mbqm(x, m, shift)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-(2**20), 2**20), st.integers(2**30, 2**31 - 1), st.integers(1, 10))
+def test_mbqm_left_shift_matches_cpp(x, m, shift):
+    assert int(ti.mbqm(np.array([x]), np.array([m]), np.array([shift]))[0]) == \
+        _py_mbqm(x, m, shift)
+
+
+def test_srdhm_saturates():
+    assert int(ti.srdhm(np.array([-(2**31)]), np.array([-(2**31)]))[0]) == 2**31 - 1
+
+
+def test_mbqm_overflow_is_an_error():
+    with pytest.raises(EdgeError, match="overflows"):
+        ti.mbqm(np.array([2**30]), np.array([2**30]), np.array([2]))
+
+
+def test_mean_multiplier_rounds_coarsely():
+    """int8 MEAN folds 1/n into the multiplier without renormalising it (measured against LCE's
+    interpreter by the int8_ops fixture): 374 * 2.5 / 25 = 37.4 comes out as 38."""
+    m0, e0 = _py_quantize_multiplier(2.5)
+    m, e = ti.mean_multiplier(2.5, 25)
+    assert (m, e) == ((m0 << 4) // 25, e0 - 4)
+    assert int(ti.mbqm(np.array([374]), np.array([m]), np.array([e]))[0]) == 38 == \
+        _py_mbqm(374, m, e)
+    assert ti.mean_multiplier(1.0, 16) == ti.quantize_multiplier(1 / 16)
+
+
+# ---------------------------------------------------------------------------- refusals, IR
+def _frontend():
+    from edge_sdk.converters.tflite import schema
+    from edge_sdk.converters.tflite.frontend import Frontend
+
+    return Frontend(schema.load(RESNET))
+
+
+def _op(fe, name: str):
+    return next(op for op in fe.m.operators if op.name == name)
+
+
+def test_concat_of_different_scales_is_refused():
+    from edge_sdk.converters.tflite.quant import QParams
+
+    fe = _frontend()
+    t = _op(fe, "CONCATENATION").inputs[0]
+    q = fe.qparams[t]
+    fe.qparams[t] = QParams(q.scale * 2, q.zero_point, q.dim)
+    with pytest.raises(EdgeError, match=r"operator #\d+ .*different scales or zero points"):
+        fe.run()
+
+
+def test_per_channel_activation_is_refused():
+    from edge_sdk.converters.tflite.quant import QParams
+
+    fe = _frontend()
+    t = _op(fe, "PRELU").outputs[0]
+    q = fe.qparams[t]
+    fe.qparams[t] = QParams(np.array([q.scale[0], 2 * q.scale[0]], np.float32),
+                            np.array([0, 0]), 3)
+    with pytest.raises(EdgeError, match="per-channel quantisation"):
+        fe.run()
+
+
+def test_other_operators_on_int8_are_refused():
+    fe = _frontend()
+    _op(fe, "MAX_POOL_2D").name = "AVERAGE_POOL_2D"
+    with pytest.raises(EdgeError, match="AVERAGE_POOL_2D on int8 tensors is not supported"):
+        fe.run()
+
+
+def test_ir_round_trip(resnet, tmp_path):
+    from edge_sdk.ir import serialize
+
+    graph, x, _ = resnet
+    serialize.save(graph, tmp_path / "ir")
+    np.testing.assert_array_equal(golden.run(serialize.load(tmp_path / "ir"), x),
+                                  golden.run(graph, x))
