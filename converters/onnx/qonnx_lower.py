@@ -196,25 +196,30 @@ class Lowering:
         self.nodes.append(new)
         self.scaled[out] = Scaled(new.output[0], s.scale)
 
+    def take_bias(self, node: onnx.NodeProto, new: onnx.NodeProto) -> np.ndarray | None:
+        """Move a Gemm/Conv bias out of `new` (the layer then yields its bare accumulator):
+        the bias is added after the scale Mul, so the accumulator stays integer. Gemm's beta
+        is folded in; a Conv bias is shaped to broadcast over the channel axis."""
+        if node.op_type not in ("Gemm", "Conv") or len(node.input) <= 2 or not node.input[2]:
+            return None
+        bias = self.const(node.input[2])
+        if bias is None:
+            self.fail("the bias must be a constant")
+        del new.input[2:]
+        if node.op_type == "Gemm":
+            beta = next((helper.get_attribute_value(a) for a in node.attribute
+                         if a.name == "beta"), 1.0)
+            return np.asarray(bias, np.float32) * np.float32(beta)
+        return np.asarray(bias, np.float32).reshape(
+            (1, -1) + (1,) * max(0, self.ranks.get(node.output[0], 4) - 2))
+
     def linear(self, node: onnx.NodeProto, s: Scaled) -> None:
         """(±a) . W + b  ->  a * (±1 . W) + b: the scale becomes a Mul on the accumulator."""
         out = node.output[0]
         new = onnx.NodeProto()
         new.CopyFrom(node)
         new.input[0] = s.name
-        bias = None
-        if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 and node.input[2]:
-            bias = self.const(node.input[2])
-            if bias is None:
-                self.fail("the bias must be a constant")
-            del new.input[2:]
-            if node.op_type == "Gemm":
-                beta = next((helper.get_attribute_value(a) for a in node.attribute
-                             if a.name == "beta"), 1.0)
-                bias = np.asarray(bias, np.float32) * np.float32(beta)
-            else:
-                bias = np.asarray(bias, np.float32).reshape(
-                    (1, -1) + (1,) * max(0, self.ranks.get(out, 4) - 2))
+        bias = self.take_bias(node, new)
         for name in node.input[1:]:
             self.rebuild(name)
         acc = self.fresh(f"{out}__acc")
@@ -251,19 +256,7 @@ class Lowering:
         if s is not None:
             new.input[0] = s.name
         new.input[1] = self.const_init(f"{node.input[1]}__codes", codes.astype(np.float32))
-        bias = None
-        if node.op_type in ("Gemm", "Conv") and len(node.input) > 2 and node.input[2]:
-            bias = self.const(node.input[2])
-            if bias is None:
-                self.fail("the bias must be a constant")
-            del new.input[2:]
-            if node.op_type == "Gemm":
-                beta = next((helper.get_attribute_value(a) for a in node.attribute
-                             if a.name == "beta"), 1.0)
-                bias = np.asarray(bias, np.float32) * np.float32(beta)
-            else:
-                bias = np.asarray(bias, np.float32).reshape(
-                    (1, -1) + (1,) * max(0, self.ranks.get(out, 4) - 2))
+        bias = self.take_bias(node, new)
         acc = self.fresh(f"{out}__acc")
         new.output[0] = acc
         self.nodes.append(new)
