@@ -17,6 +17,9 @@ real-valued layers give the same result in both modes.
 source's quantiser does (faithful) or by sdk/fixedpoint.py's integer rule (fixed point). A float
 layer quantised by a calibration set (`Int8Weights.float_values`) computes the source's float32
 product in faithful mode and the 8-bit one in fixed-point mode.
+
+TFLite int8 layers (`layers.TFLITE_INT8`, LCE's int8 conversion) are TFLite's own integer
+kernels (sdk/tflite_int8.py), the same in both modes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ around the binary convolutions TFLite integer arithmetic: int8 codes q with a pe
 (per-channel for conv weights) scale s and zero point z, real = s * (q - z). The IR holds such
 a tensor *centred*: the integers q - z (kind "int", range [-128 - z, 127 - z]), so an 8-bit
 conv reads it as `Int8Weights` with zero padding, a max-pool is a max-pool, LCE's int8
-LceQuantize (bit 1 iff q < z) is the "ge0" binarisation, and DEQUANTIZE is a float `Mul(s)`.
+LceQuantize (bit 1 iff q < z) is the "ge0" binarisation, DEQUANTIZE is a float `Affine` and
+QUANTIZE a `Quantize` (rounding "tflite"), both below.
 The ops below are integer already in the source, so `run` and `run --fixed-point` compute
 the same thing, and a backend implements them with int32/int64 arithmetic only.
 
@@ -35,7 +36,8 @@ in codes, then centred again with its zero point z):
         computed once, with the same formula, as `const` (per channel).
     TflPRelu    (PRELU, alpha per channel)
         y = clamp(z + (MBQM(x, M1, e1) if x >= 0 else MBQM(x * a_c, M2, e2)), lo, hi) - z,
-        a_c = alpha codes - z_alpha, M1 = QM(s_in / s_out), M2 = QM(s_in * s_alpha / s_out).
+        a_c = alpha codes - z_alpha, M1 = QM(s_in / s_out), M2 = QM(s_in * s_alpha / s_out)
+        with the ratios in float32 (activations.cc), unlike conv/MUL/ADD (double).
 
 int8 MEAN over H, W (LCE writes it without keep_dims): one requantisation of the centred sum
 S = sum(q - z_in) by a multiplier with 1/n folded in (`mean_multiplier`): (M0, e0) =
@@ -46,8 +48,16 @@ interpreter on n = 9, 16, 25 and s_in / s_out = 1, 2.5 (every output of three fi
 properly renormalised QuantizeMultiplier(s_in / (n s_out)) or a float mean disagree there.
 The frontend emits a per-channel sum (`GroupConv2d` of ones) and a `TflRequant`.
 
-DEQUANTIZE (int8 -> float) on x86 builds runs the NEON kernel through NEON_2_SSE:
-float32(q * s) + float32(-z * s) with two float32 roundings (not float32(s * (q - z))).
+DEQUANTIZE (int8 -> float), measured against LCE's interpreter (x86): float32(q * s) +
+float32(-z * s), two float32 roundings, as TFLite's NEON kernel computes it (x86 builds
+emulate NEON); the reference kernel's float32(s * (q - z)) differs in the last bit. The scalar
+tail of a tensor whose size is not a multiple of 8 takes the reference formula in TFLite and
+is not modelled (every map of LCE's int8 networks has a multiple of 8 values per sample).
+The frontend emits `Affine([Add(z), Mul(s), Add(-z * s)])` on the centred values.
+
+QUANTIZE (float -> int8): q = clamp(round_half_away(double(x) / double(s)) + z, -128, 127)
+(AffineQuantize), golden.quantize_tflite; in `--fixed-point` mode the Quantize rule of
+sdk/fixedpoint.py on the fixed-point input instead (the float region is approximate there).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge_sdk import golden
@@ -71,10 +71,12 @@ def test_fixed_point_argmax_agrees(resnet):
 
 @pytest.mark.parametrize("stem", FIXTURES)
 def test_small_int8_fixtures(stem):
-    """One small random-weight model per int8 op kind (make_int8_fixtures.py)."""
+    """Small random-weight int8 models (make_int8_fixtures.py); all-integer, so the
+    fixed-point mode gives the same codes."""
     path, x, ref = _load(stem)
     graph = lower(import_tflite(path))
     np.testing.assert_array_equal(golden.run(graph, x), ref.astype(np.float32))
+    np.testing.assert_array_equal(golden.run(graph, x, fixed_point=True), ref.astype(np.float32))
     np.testing.assert_array_equal(run_reference(path, x), ref.astype(np.int64))
 
 
@@ -163,6 +165,25 @@ def test_mbqm_matches_cpp(x, m, shift):
 def test_mbqm_left_shift_matches_cpp(x, m, shift):
     assert int(ti.mbqm(np.array([x]), np.array([m]), np.array([shift]))[0]) == \
         _py_mbqm(x, m, shift)
+
+
+@settings(max_examples=300, deadline=None)
+@example(2.5, 1.0, 0)  # halves round away from zero
+@example(-2.5, 1.0, 0)
+@example(-0.5, 1.0, 3)
+@given(st.floats(-1024.0, 1024.0, allow_nan=False, width=32),
+       st.floats(0.0625, 1.0, allow_nan=False, width=32), st.integers(-128, 127))
+def test_quantize_tflite_matches_cpp(x, scale, zp):
+    """QUANTIZE: std::round(double(x) / double(scale)) + zp, clamped (Python's exact
+    Fraction arithmetic for the half-away rounding)."""
+    from fractions import Fraction
+
+    q = Fraction(float(np.float64(np.float32(x)) / np.float64(np.float32(scale))))
+    r = math.floor(abs(q) + Fraction(1, 2)) * (1 if q >= 0 else -1)
+    want = min(max(r + zp, -128), 127) - zp
+    got = golden.quantize_tflite(np.array([x], np.float32), float(np.float32(scale)), zp,
+                                 -128, 127)
+    assert int(got[0]) == want
 
 
 def test_srdhm_saturates():

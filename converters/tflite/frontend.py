@@ -490,7 +490,8 @@ class Frontend:
                                zero_point=zp, lo=lo, hi=hi)
         self.put(self.int8_out(name, info, v))
 
-    def _elementwise_q(self, op: Operator) -> tuple[Val, np.ndarray, bool]:
+    def _elementwise_q(self, op: Operator) -> tuple[Val, None, bool]:
+        """(value, None, constant_first) of an int8 binary op with one constant operand."""
         if len(op.inputs) != 2:
             self.fail("expected two inputs")
         a, b = op.inputs
