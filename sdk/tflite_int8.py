@@ -23,10 +23,15 @@ is built without TFLITE_SINGLE_ROUNDING, so the multiplier rounds twice):
 Layers (all on centred int8 values; each output is clamped to the activation range [lo, hi]
 in codes, then centred again with its zero point z):
 
-    TflRequant  (CONV_2D output, MUL by a per-channel constant, MEAN below)
+    TflRequant  (CONV_2D / FULLY_CONNECTED output, MUL by a per-channel constant, MEAN below)
         y_c = clamp(z + MBQM(x_c * f_c + b_c, M_c, e_c), lo, hi) - z
         conv: x = the accumulator sum (q_in - z_in) * w, f = 1, b = the int32 bias,
-              M_c, e_c = QuantizeMultiplier(s_in * s_w[c] / s_out) (double);
+              M_c, e_c = QuantizeMultiplier(s_in * s_w[c] / s_out) (double); the product
+              goes through ruy, whose last shift rounds half up: MBQM_ruy(x, M, e) =
+              (SRDHM(x * 2**max(e, 0), M) + 2**(n-1)) >> n, n = max(-e, 0) (`rounding`
+              "ruy"; measured: MBQM's half-away RDBPOT differs on negative ties, e.g. -28.5);
+        FC:   the same, with QuantizeMultiplier(float32(s_in * s_w) / s_out) for per-tensor
+              weights (GetQuantizedConvolutionMultipler);
         MUL:  x = q - z_x, f_c = k_c - z_k (the constant's codes), b = 0,
               M, e = QuantizeMultiplier(s_x * s_k / s_out).
     TflAdd      (ADD of two tensors, or of a tensor and a per-channel constant)
@@ -136,6 +141,17 @@ def mean_multiplier(scale_ratio: float, n: int) -> tuple[int, int]:
     return (m0 << k) // n, e0 - k
 
 
+def mbqm_ruy(x: np.ndarray, mult: np.ndarray, shift: np.ndarray, what: str = "requant"
+             ) -> np.ndarray:
+    """ruy's multiplier (CONV_2D, FULLY_CONNECTED on x86): SRDHM as MBQM, then a right shift
+    that rounds half up, (h + 2**(n-1)) >> n, where MBQM's RDBPOT rounds half away from 0."""
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    h = srdhm(_check32(np.asarray(x, np.int64) << left, what), mult)
+    return (h + ((np.int64(1) << right) >> 1)) >> right
+
+
 def act_range(activation: str, scale: float, zp: int, what: str) -> tuple[int, int]:
     """CalculateActivationRangeQuantized for int8 outputs (codes)."""
     lo, hi = -128, 127
@@ -170,7 +186,10 @@ def run(layer, args: list[np.ndarray]) -> np.ndarray:
     zp = int(layer.zero_point)
     if isinstance(layer, L.TflRequant):
         acc = _check32(x * pc(layer.factor) + pc(layer.bias), what)
-        y = mbqm(acc, pc(layer.mult), pc(layer.shift), what)
+        if layer.rounding not in ("", "ruy"):
+            raise EdgeError(f"{what}: unknown rounding {layer.rounding!r}")
+        fn = mbqm_ruy if layer.rounding == "ruy" else mbqm
+        y = fn(acc, pc(layer.mult), pc(layer.shift), what)
     elif isinstance(layer, L.TflAdd):
         ls = ADD_LEFT_SHIFT
         v1 = mbqm(x << ls, pc(layer.mult1), pc(layer.shift1), what)

@@ -9,6 +9,7 @@ for the rounding primitives, from a plain Python big-int transcription of TFLite
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -125,8 +126,9 @@ def _py_quantize_multiplier(m: float) -> tuple[int, int]:
     return q_fixed, shift
 
 
-def _py_mbqm(x: int, m: int, shift: int) -> int:
-    """common.h MultiplyByQuantizedMultiplier (double rounding), Python ints."""
+def _py_mbqm(x: int, m: int, shift: int, ruy: bool = False) -> int:
+    """common.h MultiplyByQuantizedMultiplier (double rounding), Python ints; `ruy`: the
+    last shift rounds half up instead of RoundingDivideByPOT's half away from zero."""
     left, right = max(shift, 0), max(-shift, 0)
     a = x * (1 << left)
     if a == m == -(2**31):
@@ -137,6 +139,8 @@ def _py_mbqm(x: int, m: int, shift: int) -> int:
         num = ab + nudge
         high = int(num / 2**31) if abs(num) < 2**52 else (
             num // 2**31 if num >= 0 else -((-num) // 2**31))  # C++ truncation
+    if ruy:
+        return math.floor(Fraction(high, 1 << right) + Fraction(1, 2))
     mask = (1 << right) - 1
     remainder = high & mask
     threshold = (mask >> 1) + (1 if high < 0 else 0)
@@ -176,14 +180,27 @@ def test_mbqm_left_shift_matches_cpp(x, m, shift):
 def test_quantize_tflite_matches_cpp(x, scale, zp):
     """QUANTIZE: std::round(double(x) / double(scale)) + zp, clamped (Python's exact
     Fraction arithmetic for the half-away rounding)."""
-    from fractions import Fraction
-
     q = Fraction(float(np.float64(np.float32(x)) / np.float64(np.float32(scale))))
     r = math.floor(abs(q) + Fraction(1, 2)) * (1 if q >= 0 else -1)
     want = min(max(r + zp, -128), 127) - zp
     got = golden.quantize_tflite(np.array([x], np.float32), float(np.float32(scale)), zp,
                                  -128, 127)
     assert int(got[0]) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(2**31), 2**31 - 1), st.integers(0, 2**31 - 1), st.integers(-31, 0))
+def test_mbqm_ruy_matches(x, m, shift):
+    assert int(ti.mbqm_ruy(np.array([x]), np.array([m]), np.array([shift]))[0]) == \
+        _py_mbqm(x, m, shift, ruy=True)
+
+
+def test_ruy_rounding_differs_on_negative_ties():
+    """A tie measured in the int8_fc fixture: -28.5 is -28 through ruy, -29 through MBQM."""
+    m, e = 1 << 30, -5  # x * 2**-6
+    x = np.array([-28 * 64 - 32])
+    assert int(ti.mbqm_ruy(x, np.array([m]), np.array([e]))[0]) == -28
+    assert int(ti.mbqm(x, np.array([m]), np.array([e]))[0]) == -29
 
 
 def test_srdhm_saturates():

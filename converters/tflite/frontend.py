@@ -29,7 +29,7 @@ per channel. The passes lower them to fixed point as for ONNX.
 int8 tensors (LCE's int8 conversion: int8 model input/output and a default int8 range) run
 TFLite's own integer kernels bit for bit (sdk/tflite_int8.py). A `Val` with `qp` (scale,
 zero point) holds the centred codes q - z as "int" data: CONV_2D is an `Int8Weights` conv plus
-`TflRequant`, MUL by a constant `TflRequant`, ADD `TflAdd`, PRELU `TflPRelu`, MEAN over H, W
+`TflRequant` (FULLY_CONNECTED likewise with a dense layer), MUL by a constant `TflRequant`, ADD `TflAdd`, PRELU `TflPRelu`, MEAN over H, W
 a per-channel sum (`GroupConv2d` of ones) plus a `TflRequant`, MAX_POOL_2D and CONCATENATION
 (equal scales, as TFLite requires) the plain layers, LceQuantize of int8 data the "ge0"
 binarisation (bit 1 iff q < z), DEQUANTIZE a float `Mul(scale)` and QUANTIZE a `Quantize`
@@ -74,7 +74,7 @@ class Val:
 
 # Operators that read int8 tensors (their handlers check how); any other one is refused.
 INT8_OPS = {"CONV_2D", "DEQUANTIZE", "QUANTIZE", "LceQuantize", "PRELU", "MAX_POOL_2D", "MUL",
-            "ADD", "CONCATENATION", "MEAN"}
+            "ADD", "CONCATENATION", "MEAN", "FULLY_CONNECTED"}
 
 
 def tflite_pads(size: tuple[int, int], kernel, stride, dilation, padding: str):
@@ -465,7 +465,46 @@ class Frontend:
         name, info = self.emit(L.TflRequant, [acc.tensor], factor=np.ones(oc, np.int64),
                                bias=bias, mult=np.array([m for m, _ in mults], np.int64),
                                shift=np.array([e for _, e in mults], np.int64), zero_point=zp,
-                               lo=lo, hi=hi)
+                               lo=lo, hi=hi, rounding="ruy")
+        self.put(self.int8_out(name, info, acc))
+
+    def _fc_int8(self, op: Operator, x: Val, activation: str) -> None:
+        """int8 FULLY_CONNECTED: an `Int8Weights` dense layer and a `TflRequant`. Per-tensor
+        weights take TFLite's GetQuantizedConvolutionMultipler (the scale product in float32),
+        per-channel ones the conv rule (double)."""
+        w, w_scale, w_zp = self.qconst(op.inputs[1], "weights")
+        k = x.info.shape[0]
+        if w.ndim != 2 or w.shape[1] != k:
+            self.fail(f"shape mismatch: weights {list(w.shape)} for {k} inputs")
+        o = w.shape[0]
+        if np.any(w_zp != 0):
+            self.fail("int8 weights with a nonzero zero point (TFLite requires 0)")
+        if w_scale.size not in (1, o):
+            self.fail(f"{w_scale.size} weight scales for {o} outputs")
+        if x.perm is not None:
+            wi = np.empty_like(w)
+            wi[:, x.perm] = w
+            w = wi
+        bias = np.zeros(o, np.int64)
+        if len(op.inputs) > 2 and op.inputs[2] >= 0:
+            bt = self.tensor(op.inputs[2])
+            if bt.data is None or bt.type_code != 2 or bt.data.shape != (o,):
+                self.fail("the bias of an int8 FULLY_CONNECTED must be a constant int32 [O]")
+            bias = bt.data.astype(np.int64)
+        name, info = self.emit(L.Dense, [x.tensor], weights=L.Int8Weights(w.astype(np.int8)))
+        acc = Val(name, info, "vec", (o,))
+        s_in, s_out = np.float32(x.qp[0]), np.float32(self.qp(op.outputs[0])[0])
+        if w_scale.size == 1:
+            reals = [float(np.float32(s_in * np.float32(w_scale[0]))) / float(s_out)] * o
+        else:
+            reals = [float(s_in) * float(s) / float(s_out) for s in w_scale]
+        mults = [self.mult(r, "FULLY_CONNECTED multiplier") for r in reals]
+        lo, hi = self.act8(activation)
+        name, info = self.emit(L.TflRequant, [name], factor=np.ones(o, np.int64), bias=bias,
+                               mult=np.array([m for m, _ in mults], np.int64),
+                               shift=np.array([e for _, e in mults], np.int64),
+                               zero_point=self.qp(op.outputs[0])[1], lo=lo, hi=hi,
+                               rounding="ruy")
         self.put(self.int8_out(name, info, acc))
 
     def _const_channels(self, codes: np.ndarray, v: Val) -> np.ndarray:
@@ -658,13 +697,17 @@ class Frontend:
 
     def op_FULLY_CONNECTED(self, op: Operator):
         activation, fmt, keep = schema.fc_options(op)
-        self.act_none(activation)
+        v = self.val(op.inputs[0])
+        if v.qp is None:
+            self.act_none(activation)
         if fmt != 0:
             self.fail("only the DEFAULT weights format is supported")
-        v = self.val(op.inputs[0])
         if keep and len(v.tshape) != 1:
             self.fail("keep_num_dims on a multi-dimensional input is not supported")
         x = self.as_vec(v)
+        if x.qp is not None:
+            self._fc_int8(op, x, activation)
+            return
         w = self.const(op.inputs[1], "weights")
         if w.ndim != 2 or w.shape[1] != x.info.shape[0]:
             self.fail(f"shape mismatch: weights {list(w.shape)} for {x.info.shape[0]} inputs")

@@ -94,8 +94,9 @@ def _qmult(real: float) -> tuple[int, int]:
     return m, e
 
 
-def _mbqm1(x: int, m: int, e: int) -> int:
-    """MultiplyByQuantizedMultiplier on one Python int (no int64 tricks)."""
+def _mbqm1(x: int, m: int, e: int, ruy: bool = False) -> int:
+    """MultiplyByQuantizedMultiplier on one Python int (no int64 tricks); `ruy`: the last
+    shift rounds half up (ruy's kernels: CONV_2D, FULLY_CONNECTED)."""
     x = x * 2 ** max(e, 0)
     if not -2**31 <= x < 2**31:
         raise ValueError("int32 overflow before the high multiply")
@@ -106,18 +107,21 @@ def _mbqm1(x: int, m: int, e: int) -> int:
         p += 2**30 if p >= 0 else 1 - 2**30
         hi = abs(p) // 2**31 * (1 if p >= 0 else -1)  # C++ division truncates
     n = max(-e, 0)
+    if ruy:
+        return (hi + (2**n // 2)) // 2**n  # floor division: round half towards +infinity
     mask = 2**n - 1
     rem = hi & mask
     thr = (mask >> 1) + (1 if hi < 0 else 0)
     return (hi >> n) + (1 if rem > thr else 0)
 
 
-def _mbqm(x: np.ndarray, m, e) -> np.ndarray:
+def _mbqm(x: np.ndarray, m, e, ruy: bool = False) -> np.ndarray:
     """Elementwise _mbqm1 (m, e broadcast against x)."""
     x = np.asarray(x, np.int64)
     m, e = np.broadcast_to(np.asarray(m, np.int64), x.shape), np.broadcast_to(
         np.asarray(e, np.int64), x.shape)
-    out = [_mbqm1(int(a), int(b), int(c)) for a, b, c in zip(x.ravel(), m.ravel(), e.ravel())]
+    out = [_mbqm1(int(a), int(b), int(c), ruy) for a, b, c in zip(x.ravel(), m.ravel(),
+                                                                  e.ravel())]
     return np.array(out, np.int64).reshape(x.shape)
 
 
@@ -193,7 +197,7 @@ class Reference:
             s_w = np.broadcast_to(self.q[op.inputs[1]].scale, (w.shape[0],))
             s_out, _ = self.sz(op.outputs[0])
             me = [_qmult(float(s_in) * float(sw) / float(s_out)) for sw in s_w]
-            y = _mbqm(acc, [m for m, _ in me], [e for _, e in me])
+            y = _mbqm(acc, [m for m, _ in me], [e for _, e in me], ruy=True)
             return self.codes(op.outputs[0], y, o.activation)
         x, w = self.get(op.inputs[0]), self.get(op.inputs[1]).astype(np.float64)
         pads = tflite_pads(x.shape[1:3], w.shape[1:3], o.stride, o.dilation, o.padding)
@@ -217,6 +221,20 @@ class Reference:
         return _activation(acc, o.activation)
 
     def op_FULLY_CONNECTED(self, op: Operator) -> np.ndarray:
+        if self.int8(op.inputs[0]):  # GetQuantizedConvolutionMultipler: float32 product
+            (s_in, z_in), (s_out, _) = self.sz(op.inputs[0]), self.sz(op.outputs[0])
+            x = self.get(op.inputs[0]).astype(np.int64) - z_in
+            w = self.get(op.inputs[1]).astype(np.int64)
+            acc = x.reshape(x.shape[0], -1) @ w.T
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                acc = acc + self.get(op.inputs[2]).astype(np.int64)
+            s_w = self.q[op.inputs[1]].scale
+            if s_w.size == 1:
+                me = [_qmult(float(F32(F32(s_in) * s_w[0])) / float(s_out))] * w.shape[0]
+            else:
+                me = [_qmult(float(s_in) * float(sw) / float(s_out)) for sw in s_w]
+            y = _mbqm(acc, [m for m, _ in me], [e for _, e in me], ruy=True)
+            return self.codes(op.outputs[0], y, schema.fc_options(op)[0])
         x = self.get(op.inputs[0])
         x = x.reshape(x.shape[0], -1).astype(np.float64)
         acc = (x @ self.get(op.inputs[1]).astype(np.float64).T).astype(F32)

@@ -17,6 +17,7 @@ codes) and `int8_<name>_ref.npy` (LCE's interpreter) next to this file.
     ops     CONV_2D + RELU, CONV_2D 1x1, ADD of two tensors with different scales, PRELU,
             MUL and ADD by per-channel constants, MEAN (scale changes)
     pool    MAX_POOL_2D, CONCATENATION (equal scales), MEAN
+    fc      MEAN, FULLY_CONNECTED (int8 weights, int32 bias)
 """
 
 from __future__ import annotations
@@ -67,6 +68,14 @@ def model_pool(rng: np.random.Generator) -> tf.keras.Model:
     return tf.keras.Model(inp, K.GlobalAveragePooling2D()(cat))
 
 
+def model_fc(rng: np.random.Generator) -> tf.keras.Model:
+    inp = K.Input((5, 5, 1))
+    x = fq(inp, -4.0, 4.0)
+    c = K.Conv2D(8, 3, bias_initializer=BIAS)(x)
+    g = fq(K.GlobalAveragePooling2D()(c), -3.0, 3.0)
+    return tf.keras.Model(inp, fq(K.Dense(5, bias_initializer=BIAS)(g), -6.0, 6.0))
+
+
 def fix_int8_biases(fb: bytes) -> bytes:
     """LCE's converter (0.16, with `experimental_default_int8_range`) gives a float conv's bias
     the default int8 range, which TFLite's CONV_2D refuses (it needs int32 with scale
@@ -78,7 +87,8 @@ def fix_int8_biases(fb: bytes) -> bytes:
     g = m.subgraphs[0]
     for op in g.operators:
         code = m.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != s.BuiltinOperator.CONV_2D:
+        if max(code.builtinCode, code.deprecatedBuiltinCode) not in (
+                s.BuiltinOperator.CONV_2D, s.BuiltinOperator.FULLY_CONNECTED):
             continue
         if len(op.inputs) < 3 or op.inputs[2] < 0:
             continue
@@ -106,7 +116,7 @@ def fix_int8_biases(fb: bytes) -> bytes:
 def main() -> None:
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
-    for name, build in (("ops", model_ops), ("pool", model_pool)):
+    for name, build in (("ops", model_ops), ("pool", model_pool), ("fc", model_fc)):
         model = build(rng)
         fb = lce.convert_keras_model(model, inference_input_type=tf.int8,
                                      inference_output_type=tf.int8,

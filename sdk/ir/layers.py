@@ -433,7 +433,8 @@ def channels_of(op: FloatOp) -> int:
 
 @dataclass
 class TflRequant(Layer):
-    """y_c = clamp(z + MBQM(x_c * factor_c + bias_c, mult_c, shift_c), lo, hi) - z."""
+    """y_c = clamp(z + MBQM(x_c * factor_c + bias_c, mult_c, shift_c), lo, hi) - z; `rounding`
+    "ruy": the final right shift rounds half up (CONV_2D / FULLY_CONNECTED run through ruy)."""
 
     factor: np.ndarray = None  # type: ignore[assignment]
     bias: np.ndarray = None  # type: ignore[assignment]
@@ -442,6 +443,7 @@ class TflRequant(Layer):
     zero_point: int = 0
     lo: int = -128
     hi: int = 127
+    rounding: str = ""
     kind: ClassVar[str] = "tflrequant"
 
 
