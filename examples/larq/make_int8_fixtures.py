@@ -12,7 +12,8 @@ dependency of edge-sdk; CI reads the committed files):
 FakeQuant ranges give the int8 tensors different scales (LCE's converter keeps them), the rest
 takes the default int8 range. Each model ends in a global average (int8 MEAN over H, W): the
 SDK takes flat outputs only. Writes `int8_<name>.tflite`, `int8_<name>_x.npy` (random int8
-codes) and `int8_<name>_ref.npy` (LCE's interpreter) next to this file.
+codes), `int8_<name>_ref.npy` (LCE's interpreter) and `int8_<name>_tensors.npz` (the
+interpreter's value of every operator output, key "t<tensor index>") next to this file.
 
     ops     CONV_2D + RELU, CONV_2D 1x1, ADD of two tensors with different scales, PRELU,
             MUL and ADD by per-channel constants, MEAN (scale changes)
@@ -113,6 +114,38 @@ def fix_int8_biases(fb: bytes) -> bytes:
     return bytes(builder.Output())
 
 
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez_compressed without the time stamps, so a rerun writes the same bytes."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[key]))
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, buf.getvalue())
+
+
+def every_output(fb: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
+    """LCE's interpreter's value of every operator output (the model re-rooted on each), so
+    the tests compare each int8 op element by element, not only what reaches the output."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(fb, 0))
+    out = {}
+    for op in m.subgraphs[0].operators:
+        t = int(op.outputs[0])
+        m.subgraphs[0].outputs = [t]
+        builder = flatbuffers.Builder(0)
+        builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+        it = lce.testing.Interpreter(bytes(builder.Output()), num_threads=1)
+        out[f"t{t}"] = np.asarray(it.predict(x))
+    return out
+
+
 def main() -> None:
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -128,6 +161,7 @@ def main() -> None:
         (HERE / f"{stem}.tflite").write_bytes(fb)
         np.save(HERE / f"{stem}_x.npy", x)
         np.save(HERE / f"{stem}_ref.npy", y)
+        save_npz(HERE / f"{stem}_tensors.npz", every_output(fb, x))
         print(stem, len(fb), "bytes", y.shape, y.dtype)
 
 
