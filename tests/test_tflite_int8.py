@@ -299,3 +299,22 @@ def test_ir_round_trip(resnet, tmp_path):
     serialize.save(graph, tmp_path / "ir")
     np.testing.assert_array_equal(golden.run(serialize.load(tmp_path / "ir"), x),
                                   golden.run(graph, x))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 4))
+def test_corrupted_int8_file_fails_cleanly(tmp_path_factory, seed, flips):
+    """Random byte changes in an int8 file: imported and run, or one EdgeError; never another
+    exception (sizes, indices, scales and zero points in the file are not trusted)."""
+    blob = bytearray(RESNET.with_name("int8_fc.tflite").read_bytes())
+    rng = np.random.default_rng(seed)
+    for pos in rng.integers(0, len(blob), flips):
+        blob[int(pos)] = int(rng.integers(0, 256))
+    path = tmp_path_factory.mktemp("fuzz") / "m.tflite"
+    path.write_bytes(bytes(blob))
+    x = np.load(LARQ / "int8_fc_x.npy")[:2]
+    try:
+        graph = lower(import_tflite(path))
+        golden.run(graph, x)
+    except EdgeError as exc:
+        assert "\n" not in str(exc)

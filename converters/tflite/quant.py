@@ -33,11 +33,17 @@ class QParams:
 def read(path: str | Path) -> dict[int, QParams]:
     """{tensor index: QParams} for every tensor of the (single) subgraph that has a scale."""
     file = str(path)
-    buf = Path(path).read_bytes()
+    try:
+        buf = Path(path).read_bytes()
+    except OSError as exc:  # a Model parsed from bytes names no readable file
+        raise EdgeError(f"{file}: cannot read the quantisation parameters: {exc}") from None
     out: dict[int, QParams] = {}
     try:
         model = flatbuf.root(buf, b"TFL3")
-        g = model.tables(2)[0]
+        subgraphs = model.tables(2)
+        if not subgraphs:
+            return out
+        g = subgraphs[0]
         for i, t in enumerate(g.tables(0)):
             q = t.table(4)
             if q is None:
