@@ -28,13 +28,15 @@ per channel. The passes lower them to fixed point as for ONNX.
 
 int8 tensors (LCE's int8 conversion: int8 model input/output and a default int8 range) run
 TFLite's own integer kernels bit for bit (sdk/tflite_int8.py). A `Val` with `qp` (scale,
-zero point) holds the centred codes q - z as "int" data: CONV_2D is an `Int8Weights` conv plus
-`TflRequant` (FULLY_CONNECTED likewise with a dense layer), MUL by a constant `TflRequant`, ADD `TflAdd`, PRELU `TflPRelu`, MEAN over H, W
-a per-channel sum (`GroupConv2d` of ones) plus a `TflRequant`, MAX_POOL_2D and CONCATENATION
-(equal scales, as TFLite requires) the plain layers, LceQuantize of int8 data the "ge0"
-binarisation (bit 1 iff q < z), DEQUANTIZE a float `Mul(scale)` and QUANTIZE a `Quantize`
-with TFLite's rounding. Other operators on int8 tensors, uint8/int16 tensors and per-channel
-activations are refused.
+zero point) holds the centred codes q - z as "int" data (the user feeds the codes q):
+CONV_2D and FULLY_CONNECTED are an `Int8Weights` conv/dense plus a `TflRequant`, MUL by a
+constant a `TflRequant`, ADD a `TflAdd`, PRELU a `TflPRelu`, MEAN over H, W a per-channel sum
+(`GroupConv2d` of ones) plus a `TflRequant`, MAX_POOL_2D and CONCATENATION (equal scales, as
+TFLite requires) the plain layers, LceQuantize of int8 data the "ge0" binarisation (bit 1
+iff q < z), DEQUANTIZE a float `Affine` and QUANTIZE a `Quantize` with TFLite's rounding; an
+int8 model output gets its zero point back (the output holds the codes). Other operators on
+int8 tensors, int8->int8 QUANTIZE, uint8/int16 tensors, per-channel activation or operand
+quantisation and int8 MEAN with keep_dims are refused in one line.
 """
 
 from __future__ import annotations
