@@ -416,12 +416,11 @@ class GapStage(wiring.Component):
         return m
 
 
-class AddStage(wiring.Component):
-    """Two streams of one layout joined beat by beat: y = align(x0) + align(x1)."""
+class _JoinStage(wiring.Component):
+    """Several input streams `i0`, `i1`, ... (one per `spec.in_values`) and one output `o`,
+    each beat holding `spec.lanes` values: the port layout Add and Concat share."""
 
-    latency = 2
-
-    def __init__(self, spec: AddSpec):
+    def __init__(self, spec: AddSpec | ConcatSpec):
         self.spec = spec
         self.in_bits = [v.bits for v in spec.in_values]
         self.out_bits = spec.out_values.bits
@@ -433,6 +432,12 @@ class AddStage(wiring.Component):
     @property
     def inputs(self) -> list:
         return [getattr(self, f"i{k}") for k in range(len(self.in_bits))]
+
+
+class AddStage(_JoinStage):
+    """Two streams of one layout joined beat by beat: y = align(x0) + align(x1)."""
+
+    latency = 2
 
     def elaborate(self, platform):
         m = Module()
@@ -471,24 +476,11 @@ class AddStage(wiring.Component):
         return m
 
 
-class ConcatStage(wiring.Component):
+class ConcatStage(_JoinStage):
     """Per pixel: `in_beats[0]` beats from i0, then `in_beats[1]` from i1, ... re-coded to the
     output's value code (fixed data aligned to the output frac, ±1 codes widened)."""
 
     latency = 2
-
-    def __init__(self, spec: ConcatSpec):
-        self.spec = spec
-        self.in_bits = [v.bits for v in spec.in_values]
-        self.out_bits = spec.out_values.bits
-        ports = {f"i{k}": In(stream.Signature(spec.lanes * b)) for k, b in
-                 enumerate(self.in_bits)}
-        ports["o"] = Out(stream.Signature(spec.lanes * self.out_bits))
-        super().__init__(ports)
-
-    @property
-    def inputs(self) -> list:
-        return [getattr(self, f"i{k}") for k in range(len(self.in_bits))]
 
     def _recode(self, code, values: Values):
         out = self.spec.out_values
