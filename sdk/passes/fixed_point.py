@@ -177,6 +177,15 @@ SUPPORTED_ON = {"fpga"}  # targets that run every real-valued layer and grouped 
 INT8_ON = {"cortex-m", "fpga"}  # targets with 8-bit conv/dense and Quantize kernels (#11)
 
 
+# Which backends run the TFLite int8 layers (one flag per backend, flipped by its own change).
+TFLITE_INT8_CORTEX_M = False
+TFLITE_INT8_FPGA = False
+
+
+def tflite_int8_targets() -> set[str]:
+    return {t for t, on in (("cortex-m", TFLITE_INT8_CORTEX_M), ("fpga", TFLITE_INT8_FPGA)) if on}
+
+
 def refuse_on_target(graph, target: str) -> None:
     """Backends call this first: refuses real-valued layers on targets without kernels yet.
 
@@ -184,7 +193,7 @@ def refuse_on_target(graph, target: str) -> None:
     backend's own checks still report graphs that are malformed in other ways. TFLite int8
     layers (LCE int8 conversion, sdk/tflite_int8.py) have no kernels on any target yet."""
     for layer in graph.layers:
-        if isinstance(layer, L.TFLITE_INT8):
+        if isinstance(layer, L.TFLITE_INT8) and target not in tflite_int8_targets():
             raise EdgeError(f"{_where(layer)}: TFLite int8 {type(layer).__name__} is not "
                             f"supported by the {target} backend yet")
     if target not in INT8_ON:
