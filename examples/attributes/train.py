@@ -18,6 +18,8 @@ and to one class-label loss; the query head needs the block-wise loss. The recip
 
 Run: `python examples/attributes/train.py` (both heads, writes the .onnx files, the test split
 and `training.json` next to this script).
+Variants measured in examples/README.md (`experiments.json`): `--seed N`, `--loss class|...`,
+`--head-bits 8`, `--hidden H`, `--widths`, `--epochs`; use `--out DIR` to keep the shipped files.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ class Config:
     blocks: int = 8
     block_len: int = 16
     hidden: int = 0  # query head only: a binary hidden layer of this width before the query
+    loss: str = "block"  # query head only: "block", "class" or "class+block" (see loss_fn)
     train_per_class: int = TRAIN_PER_CLASS
+    seed: int = SEED  # weight initialisation and batch order
+    head_bits: int = 1  # output layer weights: 1 (binary) or 8 (float on the 8-bit grid)
 
 
 def backbone(widths: tuple[int, int, int]) -> nn.Sequential:
@@ -91,18 +96,35 @@ def backbone(widths: tuple[int, int, int]) -> nn.Sequential:
 
 
 def build(cfg: Config, outputs: int, hidden: int = 0) -> nn.Sequential:
-    """Backbone + binary linear head (+-1 weights, BatchNorm as the per-output scale/offset).
+    """Backbone + linear head (+-1 weights, or 8-bit with `head_bits` 8; BatchNorm as the
+    per-output scale/offset).
 
     `hidden` > 0 puts a binary layer (BatchNorm, sign) of that width before the output layer.
     """
     features = cfg.widths[2] * (SIZE // 4) ** 2
+    body = backbone(cfg.widths)  # first: the initialisation order fixes the weights
     head: list[nn.Module] = []
     if hidden:
         head = [BinaryLinear(features, hidden), nn.BatchNorm1d(hidden),
                 BinaryActivation(zero_to_plus=True)]
         features = hidden
-    return nn.Sequential(backbone(cfg.widths), *head, BinaryLinear(features, outputs),
-                         nn.BatchNorm1d(outputs))
+    if cfg.head_bits == 8:
+        out: nn.Module = _int8_linear()(features, outputs, bias=False)
+    else:
+        out = BinaryLinear(features, outputs)
+    return nn.Sequential(body, *head, out, nn.BatchNorm1d(outputs))
+
+
+def _int8_linear() -> type:
+    """examples/resnets' Int8Linear (weights trained on `--calibrate`'s 8-bit grid), loaded by
+    path: both examples name their script train.py, so a plain import would collide."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("resnets_train",
+                                                  HERE.parent / "resnets" / "train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.Int8Linear
 
 
 def codebooks(cfg: Config) -> Codebooks:
@@ -116,16 +138,47 @@ def targets(kind: str, split: Split, cb: Codebooks) -> torch.Tensor:
     return torch.from_numpy(product_indices(cb.indices, split.y, cb.L))
 
 
-def loss_fn(kind: str, scores: torch.Tensor, target: torch.Tensor, L: int) -> torch.Tensor:
-    if kind == "fc":
-        return tf.cross_entropy(scores, target)
-    return tf.cross_entropy(scores.reshape(-1, L), target.reshape(-1))
+class QueryLoss(nn.Module):
+    """The query head's loss.
+
+    `block`: cross-entropy per block towards the true product's hot position. It asks every
+    block to be right, although decoding only needs the true product to score above the other
+    products. `class`: cross-entropy over all M^F products of the decoder's own score, the
+    similarity sum_b p_b[pos_c,b] of the block-wise softmax p with product c's hot positions,
+    times a learned temperature (a training-only parameter; argmax does not depend on it).
+    `class+block` adds the two.
+    """
+
+    def __init__(self, kind: str, cb: Codebooks):
+        super().__init__()
+        if kind not in ("block", "class", "class+block", "logclass", "logclass+block"):
+            raise ValueError(f"unknown query loss {kind!r}")
+        self.kind, self.L = kind, cb.L
+        self.register_buffer("pos", torch.from_numpy(
+            product_indices(cb.indices, all_classes(), cb.L)))  # [C, B]
+        self.log_temp = nn.Parameter(torch.tensor(float(np.log(8.0))))
+
+    def forward(self, scores: torch.Tensor, target: torch.Tensor,
+                classes: torch.Tensor) -> torch.Tensor:
+        n, b = target.shape
+        loss = scores.new_zeros(())
+        if "block" in self.kind:
+            loss = loss + tf.cross_entropy(scores.reshape(-1, self.L), target.reshape(-1))
+        if self.kind.startswith("logclass"):
+            logp = torch.log_softmax(scores.reshape(n, b, self.L), -1)
+            loss = loss + tf.cross_entropy(logp[:, torch.arange(b)[None, :], self.pos].sum(-1),
+                                           classes)
+        elif "class" in self.kind:
+            p = torch.softmax(scores.reshape(n, b, self.L), -1)
+            sim = p[:, torch.arange(b)[None, :], self.pos].sum(-1)  # [N, C]
+            loss = loss + tf.cross_entropy(sim * self.log_temp.exp(), classes)
+        return loss
 
 
-def seed_everything() -> None:
+def seed_everything(seed: int = SEED) -> None:
     """One thread: the heads train in two processes side by side (see --heads) and a fixed
     thread count keeps the float sums, hence the trained weights, reproducible."""
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
 
@@ -133,15 +186,25 @@ def seed_everything() -> None:
 def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | None = None
           ) -> tuple[nn.Sequential, float]:
     """Train one head; returns (model, wall seconds)."""
-    seed_everything()
+    seed_everything(cfg.seed)
     d = cfg.blocks * cfg.block_len
     model = build(cfg, M**F) if kind == "fc" else build(cfg, d, cfg.hidden)
     x = torch.from_numpy(split.x)
     y = targets(kind, split, cb)
+    classes = torch.from_numpy(split.classes.astype(np.int64))
     epochs = cfg.epochs if epochs is None else epochs
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if kind == "fc":
+        def loss_fn(scores, i):
+            return tf.cross_entropy(scores, y[i])
+        params = list(model.parameters())
+    else:
+        query_loss = QueryLoss(cfg.loss, cb)
+        def loss_fn(scores, i):
+            return query_loss(scores, y[i], classes[i])
+        params = list(model.parameters()) + list(query_loss.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(SEED)
+    gen = torch.Generator().manual_seed(cfg.seed)
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
@@ -152,7 +215,7 @@ def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | Non
             if idx.numel() < 2:  # BatchNorm needs more than one sample
                 continue
             opt.zero_grad()
-            loss = loss_fn(kind, model(x[idx]), y[idx], cfg.block_len)
+            loss = loss_fn(model(x[idx]), idx)
             loss.backward()
             opt.step()
             total += loss.item() * idx.numel()
@@ -214,6 +277,9 @@ def train_head(kind: str, cfg: Config, out: Path, epochs: int | None = None) -> 
     model, seconds = train(kind, cfg, tr, cb, epochs)
     acc = torch_accuracy(kind, model, te, cb)
     path = out / (QUERY_ONNX if kind == "query" else FC_ONNX)
+    for layer in model.modules():  # 8-bit head: export the grid values themselves
+        if hasattr(layer, "snap"):
+            layer.snap()
     export_onnx(model, torch.from_numpy(te.x[:2]), path, output_name="scores")
     if kind == "query":
         append_factorizer(path, cb)
@@ -254,16 +320,21 @@ def main() -> None:
     ap.add_argument("--block-len", type=int, default=Config.block_len)
     ap.add_argument("--hidden", type=int, default=Config.hidden)
     ap.add_argument("--lr", type=float, default=Config.lr)
+    ap.add_argument("--loss", default=Config.loss, choices=("block", "class", "class+block", "logclass", "logclass+block"),
+                    help="query head loss")
     ap.add_argument("--per-class", type=int, default=TRAIN_PER_CLASS,
                     help="training images per class")
     ap.add_argument("--heads", default="query,fc")
+    ap.add_argument("--head-bits", type=int, default=1, choices=(1, 8))
+    ap.add_argument("--seed", type=int, default=SEED, help="initialisation and batch order")
     ap.add_argument("--out", type=Path, default=HERE)
     a = ap.parse_args()
     widths = tuple(int(v) for v in a.widths.split(","))
     if len(widths) != 3:
         ap.error("--widths takes three channel counts")
     cfg = Config(epochs=a.epochs, widths=widths, blocks=a.blocks, block_len=a.block_len,
-                 hidden=a.hidden, train_per_class=a.per_class, lr=a.lr)
+                 hidden=a.hidden, train_per_class=a.per_class, lr=a.lr,
+                 loss=a.loss, seed=a.seed, head_bits=a.head_bits)
     summary = run(cfg, a.out, tuple(a.heads.split(",")))
     (a.out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
 
