@@ -30,6 +30,7 @@ from .kernels_threshold import Epilogue, threshold_pack
 from .layout import Storage
 from .plan_fixed import FixedLayers
 from .plan_int8 import Int8Layers
+from .plan_tflite import TfliteLayers
 from .tir_to_c import Kernel
 
 # Every integer tensor must satisfy |x| <= INT_LIMIT: the multi-bit kernels form 2 * (partial
@@ -131,10 +132,10 @@ def input_dtype(lo: int, hi: int) -> str:
                     "takes int8 or int16 inputs")
 
 
-class Planner(FixedLayers, Int8Layers):
+class Planner(FixedLayers, Int8Layers, TfliteLayers):
     """Builds a `Plan` for one graph; see `make_plan`. The real-valued layers (issue #11)
     are planned by the `FixedLayers` mixin (plan_fixed.py), the 8-bit ones by `Int8Layers`
-    (plan_int8.py)."""
+    (plan_int8.py), TFLite's int8 layers by `TfliteLayers` (plan_tflite.py)."""
 
     def __init__(self, graph: Graph, fuse: bool = True):
         self.graph = graph
@@ -226,7 +227,7 @@ class Planner(FixedLayers, Int8Layers):
             L.Input: self.on_input, L.Dense: self.on_dense, L.Conv2d: self.on_conv,
             L.Threshold: self.on_threshold, L.MaxPool: self.on_pool, L.Flatten: self.on_view,
             L.Reshape: self.on_view, L.Scores: self.on_scores, L.Quantize: self.on_quantize,
-            **self.fixed_handlers(),
+            **self.fixed_handlers(), **self.tflite_handlers(),
         }
         for i, layer in enumerate(g.layers):
             handler = handlers.get(type(layer))
