@@ -40,9 +40,11 @@ from .specs import (
     RequantSpec,
     SplitSpec,
     StageSpec,
+    TflSpec,
     ThresholdSpec,
     Values,
 )
+from .tflite_stages import TflStage
 from .threshold_stage import ThresholdStage
 
 OUT_BITS = 32
@@ -69,6 +71,8 @@ def build_stage(spec: StageSpec) -> wiring.Component:
         return BeatSplit(spec)
     if isinstance(spec, QuantizeSpec):
         return QuantizeStage(spec)
+    if isinstance(spec, TflSpec):
+        return TflStage(spec)
     raise TypeError(f"unknown stage spec {type(spec).__name__}")
 
 

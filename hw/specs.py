@@ -408,3 +408,23 @@ class ConcatSpec:
 
 StageSpec = (EngineSpec | PoolSpec | ThresholdSpec | RequantSpec | PReluSpec | GapSpec | AddSpec
              | ConcatSpec | SplitSpec | QuantizeSpec)
+
+
+@dataclass(frozen=True)
+class TflSpec(StreamSpec):
+    """A TFLite int8 layer (sdk/tflite_int8.py: TflRequant, TflAdd, TflPRelu) on centred int8
+    data, bit for bit: `op` is "requant", "prelu" or "add"; `in_values` has two entries for an
+    add of two tensors. `cols` holds the per-channel integer constants by name (the layer's
+    mult/shift/... arrays, [channels] each); zero_point, lo, hi are the output's."""
+
+    op: str = "requant"
+    in_values: tuple[Values, ...] = ()
+    out_values: Values = Values("int", 0, 0)
+    cols: tuple[tuple[str, np.ndarray], ...] = ()
+    rounding: str = ""
+    zero_point: int = 0
+    lo: int = -128
+    hi: int = 127
+
+    def col(self, name: str) -> np.ndarray:
+        return dict(self.cols)[name]

@@ -116,7 +116,7 @@ def test_cli_run_check_and_fixed_point(tmp_path):
     assert main([*args, "--fixed-point"]) == 0
 
 
-@pytest.mark.parametrize("target", ["fpga"])  # cortex-m runs them: test_cortexm_tflite_int8.py
+@pytest.mark.parametrize("target", ["cortex-m"])  # fpga: tests/test_fpga_tflite_int8.py
 def test_backends_refuse_cleanly(tmp_path, target, capsys):
     code = main(["convert", str(RESNET), "--target", target, "--out", str(tmp_path / "o")])
     assert code == 2
@@ -126,8 +126,9 @@ def test_backends_refuse_cleanly(tmp_path, target, capsys):
 
 def test_refuse_on_target_names_the_layer(resnet):
     graph, _, _ = resnet
-    with pytest.raises(EdgeError, match="tflrequant0.*not supported by the fpga backend"):
-        refuse_on_target(graph, "fpga")
+    refuse_on_target(graph, "fpga")  # the FPGA runs them (tests/test_fpga_tflite_int8.py)
+    with pytest.raises(EdgeError, match="tflrequant0.*not supported by the nowhere backend"):
+        refuse_on_target(graph, "nowhere")
 
 
 def test_int8_input_takes_codes_only(resnet):

@@ -84,6 +84,7 @@ from ...hw.specs import (
     QuantizeSpec,
     RequantSpec,
     SplitSpec,
+    TflSpec,
     ThresholdSpec,
     Values,
     WindowSpec,
@@ -157,7 +158,7 @@ def _group_weights(layer: L.GroupConv2d) -> L.Conv2d:
 
 
 ENGINE = (L.Dense, L.Conv2d)  # GroupConv2d is a Conv2d
-STREAM_LAYERS = (L.Threshold, L.FixedThreshold, L.Requant, L.PRelu, L.Quantize)
+STREAM_LAYERS = (L.Threshold, L.FixedThreshold, L.Requant, L.PRelu, L.Quantize, *L.TFLITE_INT8)
 
 
 class _Builder:
@@ -432,6 +433,9 @@ class _Builder:
         if isinstance(head, L.AddTensors):
             self.join_add(head, ins, label)
             return
+        if isinstance(head, L.TFLITE_INT8):
+            self.tflite(head, ins, label)
+            return
         if isinstance(head, L.Concat):
             self.join_concat(head, ins, label)
             return
@@ -461,17 +465,8 @@ class _Builder:
 
     def join_add(self, head: L.AddTensors, ins: list[Stream], label: str) -> None:
         info = self.infos[head.output]
+        ins = self.same_layout(ins, head)
         a = ins[0]
-        if any((s.lanes, s.beats) != (a.lanes, a.beats) or not np.array_equal(s.perm, a.perm)
-               for s in ins):
-            narrow = min(s.lanes for s in ins)
-            if all(s.lanes % narrow == 0 and s.lanes * s.beats == a.lanes * a.beats
-                   and np.array_equal(s.perm, a.perm) for s in ins):
-                ins = [self.split(s, narrow, head) for s in ins]  # same padded beats, cut
-            else:
-                lanes = min(a.frame[2], MAX_STREAM_LANES)
-                ins = [self.relayout(s, lanes, head) for s in ins]
-            a = ins[0]
         shifts = tuple(info.frac - s.frac for s in ins)
         out = _values(info)
         h, w, c = a.frame
@@ -484,6 +479,38 @@ class _Builder:
         k = self.add_stage(spec, "add", label, [s.src for s in ins], False, head.output)
         self.streams[head.output] = replace(a, shape=tuple(info.shape), values=out, src=k,
                                             frac=info.frac)
+
+    def tflite(self, head: L.Layer, ins: list[Stream], label: str) -> None:
+        """A TFLite int8 layer (hw/tflite_stages.py): a per-channel stream stage, or a join
+        of two streams of one layout for an add of two tensors."""
+        info = self.infos[head.output]
+        for s in ins:
+            self.natural(s, head)
+        if len(ins) == 1:
+            ins = [self.narrowed(ins[0], head)]
+        else:
+            ins = self.same_layout(ins, head)
+        a = ins[0]
+        out = _values(info)
+        h, w, c = a.frame
+        spec = tfl_spec(head, a.lanes, a.beats, h * w, c, tuple(s.values for s in ins), out)
+        k = self.add_stage(spec, "tflite", label, [s.src for s in ins], False, head.output)
+        self.streams[head.output] = replace(a, shape=tuple(info.shape), values=out, src=k,
+                                            frac=0)
+
+    def same_layout(self, ins: list[Stream], head: L.Layer) -> list[Stream]:
+        """Streams cut (or re-laid out) to one beat layout, for a beat-by-beat join."""
+        a = ins[0]
+        if any((s.lanes, s.beats) != (a.lanes, a.beats) or not np.array_equal(s.perm, a.perm)
+               for s in ins):
+            narrow = min(s.lanes for s in ins)
+            if all(s.lanes % narrow == 0 and s.lanes * s.beats == a.lanes * a.beats
+                   and np.array_equal(s.perm, a.perm) for s in ins):
+                ins = [self.split(s, narrow, head) for s in ins]  # same padded beats, cut
+            else:
+                lanes = min(a.frame[2], MAX_STREAM_LANES)
+                ins = [self.relayout(s, lanes, head) for s in ins]
+        return ins
 
     def join_concat(self, head: L.Concat, ins: list[Stream], label: str) -> None:
         info = self.infos[head.output]
@@ -615,6 +642,25 @@ class _Builder:
         if fork < 0:
             return 1
         return max(1, self.stages[fork].compute_cycles // max(frame_beats, 1))
+
+
+def tfl_spec(layer: L.Layer, lanes: int, beats: int, pixels: int, channels: int,
+             in_values: tuple[Values, ...], out_values: Values) -> TflSpec:
+    """The stream-stage spec of a TFLite int8 layer: its per-channel constants by name
+    (scalars broadcast to `channels`), output zero point and clamp range."""
+    if isinstance(layer, L.TflRequant):
+        op, names = "requant", ("factor", "bias", "mult", "shift")
+    elif isinstance(layer, L.TflPRelu):
+        op, names = "prelu", ("alpha", "mult1", "shift1", "mult2", "shift2")
+    else:
+        op = "add"
+        names = ("mult1", "shift1", "mult_out", "shift_out") + (
+            ("mult2", "shift2") if len(in_values) == 2 else ("const",))
+    cols = tuple((n, np.broadcast_to(np.asarray(getattr(layer, n), np.int64),
+                                     (channels,)).copy()) for n in names)
+    return TflSpec(lanes, beats, pixels, channels, op=op, in_values=in_values,
+                   out_values=out_values, cols=cols, rounding=getattr(layer, "rounding", ""),
+                   zero_point=int(layer.zero_point), lo=int(layer.lo), hi=int(layer.hi))
 
 
 def _latency(spec) -> int:

@@ -145,16 +145,17 @@ def _in_frame(info: TensorInfo) -> tuple[tuple[int, int, int], np.ndarray]:
 
 def input_frame(graph: Graph, infos: Mapping[str, TensorInfo]) -> tuple[tuple[int, int, int],
                                                                           np.ndarray]:
-    """Frame and perm of the model input. A single-channel NHWC input [H, W, 1] whose only
-    reader is a Reshape to [1, H, W] (how TFLite CNNs hand their image to a conv) streams as
-    that [1, H, W] map: both have the same element order, so the reshape moves no data."""
+    """Frame and perm of the model input. A single-channel NHWC input [H, W, 1] whose readers
+    are all Reshapes to [1, H, W] (how TFLite CNNs hand their image to a conv; one per conv
+    reading it) streams as that [1, H, W] map: both have the same element order, so the
+    reshape moves no data."""
     inp = graph.layers[0]
     info = infos[inp.output]
     users = [layer for layer in graph.layers if inp.output in layer.inputs]
-    if len(info.shape) == 3 and info.shape[2] == 1 and len(users) == 1 \
-            and isinstance(users[0], L.Reshape):
+    if len(info.shape) == 3 and info.shape[2] == 1 and users \
+            and all(isinstance(u, L.Reshape) for u in users):
         h, w, _ = info.shape
-        if tuple(infos[users[0].output].shape) == (1, h, w):
+        if all(tuple(infos[u.output].shape) == (1, h, w) for u in users):
             return (h, w, 1), _natural_perm(1, h, w)
     return _in_frame(info)
 
@@ -280,7 +281,7 @@ def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = Tr
     if not graph.lowered:
         raise EdgeError("fpga: the graph is not lowered (call passes.pipeline.lower first)")
     refuse_on_target(graph, "fpga")
-    if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d, L.Quantize))
+    if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d, L.Quantize, *L.TFLITE_INT8))
            for layer in graph.layers):
         from .dag import plan_graph
 

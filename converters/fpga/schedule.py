@@ -20,12 +20,13 @@ from ...hw.specs import (
     QuantizeSpec,
     RequantSpec,
     SplitSpec,
+    TflSpec,
     ThresholdSpec,
 )
 
 STREAM_KINDS = {RequantSpec: "requant", PReluSpec: "prelu", AddSpec: "add",
                 ConcatSpec: "concat", GapSpec: "gap", SplitSpec: "split",
-                QuantizeSpec: "quantize"}
+                QuantizeSpec: "quantize", TflSpec: "tflite"}
 
 HOP = 3  # cycles from a result's queue write to the next frame buffer reporting it full
 OUT_HOP = 2  # ... to the top-level output stream

@@ -179,7 +179,7 @@ INT8_ON = {"cortex-m", "fpga"}  # targets with 8-bit conv/dense and Quantize ker
 
 # Which backends run the TFLite int8 layers (one flag per backend, flipped by its own change).
 TFLITE_INT8_CORTEX_M = True
-TFLITE_INT8_FPGA = False
+TFLITE_INT8_FPGA = True
 
 
 def tflite_int8_targets() -> set[str]:

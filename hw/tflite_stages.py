@@ -1,0 +1,227 @@
+"""Stream stages of TFLite's int8 layers (sdk/tflite_int8.py is the spec), bit for bit.
+
+One component, `TflStage`, for TflRequant, TflPRelu and TflAdd (one tensor plus a
+per-channel constant, or two tensors joined beat by beat as `AddStage` does). Per-channel
+constants (multipliers M, exponents split into a left shift max(e, 0) and a right shift
+max(-e, 0), factors, biases, slopes, an add's constant) come from a ROM indexed by the beat
+within the pixel, as in hw/fixed_stages.py.
+
+Arithmetic, as TFLite's (integer, so `run` and `run --fixed-point` agree):
+  SRDHM(a, M)  = (a * M + (2**30 if a * M >= 0 else 1 - 2**30)) / 2**31, truncated towards
+                 zero; a == M == INT32_MIN -> INT32_MAX (that comparator only exists when a
+                 channel's M is INT32_MIN, which QuantizeMultiplier never gives)
+  RDBPOT(h, n) = (h >> n) + (rem > (2**(n-1) - 1 if n else 0) + (h < 0)), rem = h - (h >> n << n)
+  ruy          = (h + (2**n >> 1)) >> n  (CONV_2D / FULLY_CONNECTED: the last shift rounds up)
+  clamp(z + y, lo, hi) - z on the output (centred codes again).
+Products are plain `*` of the exact widths (the bounds below, Python integers at plan time),
+so nothing wraps where the golden model has a value; the whole layer is combinational from
+the held beat and its ROM word to one output register (latency 2).
+"""
+
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .fixed_stages import QUEUE_SLACK, _const_words, bound_shape, decode, max_abs
+from .outq import OutputQueue
+from .specs import TflSpec
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+ADD_LEFT_SHIFT = 20
+#: per op: the signed constant columns, and the exponent columns (split into left/right)
+SIGNED_COLS = {"requant": ("factor", "bias", "mult"), "prelu": ("alpha", "mult1", "mult2"),
+               "add": ("mult1", "mult2", "const", "mult_out")}
+SHIFT_COLS = {"requant": ("shift",), "prelu": ("shift1", "shift2"),
+              "add": ("shift1", "shift2", "shift_out")}
+
+
+def _sig(m: Module, expr, bound: int, name: str) -> Signal:
+    s = Signal(bound_shape(bound), name=name)
+    m.d.comb += s.eq(expr)
+    return s
+
+
+def srdhm_hw(m: Module, a, a_bound: int, mult, m_bound: int, saturate: bool, name: str):
+    """(SRDHM(a, mult) expression signal, its bound)."""
+    p = _sig(m, a * mult, a_bound * m_bound, f"{name}_p")
+    s = _sig(m, p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)), a_bound * m_bound + (1 << 30),
+             f"{name}_s")
+    qb = ((a_bound * m_bound + (1 << 30)) >> 31) + 1
+    q = Mux(s >= 0, s >> 31, -((-s) >> 31))
+    if saturate:
+        q = Mux((a == INT32_MIN) & (mult == INT32_MIN), INT32_MAX, q)
+        qb = max(qb, INT32_MAX)
+    return _sig(m, q, qb, f"{name}_h"), qb
+
+
+def rshift_hw(m: Module, h, h_bound: int, n, n_max: int, ruy: bool, name: str):
+    """RDBPOT(h, n) (half away from zero), or ruy's half-up (h + 2**n / 2) >> n."""
+    half = Signal(unsigned(max(n_max, 1)), name=f"{name}_half")
+    m.d.comb += half.eq((Const(1, n_max + 1) << n) >> 1)
+    if ruy:
+        return _sig(m, (h + half) >> n, h_bound + 1, f"{name}_r"), h_bound + 1
+    fl = _sig(m, h >> n, h_bound + 1, f"{name}_fl")
+    rem = _sig(m, h - (fl << n), 1 << n_max, f"{name}_rem")
+    thr = _sig(m, Mux(half == 0, 0, half - 1) + (h < 0), 1 << n_max, f"{name}_thr")
+    return _sig(m, fl + (rem > thr), h_bound + 1, f"{name}_r"), h_bound + 1
+
+
+def mbqm_hw(m: Module, x, x_bound: int, mult, m_bound: int, left, l_max: int, right,
+            r_max: int, ruy: bool, saturate: bool, name: str):
+    """MBQM(x, M, e) (or ruy's) with e split as left = max(e, 0), right = max(-e, 0)."""
+    if l_max:
+        a, a_bound = _sig(m, x << left, x_bound << l_max, f"{name}_a"), x_bound << l_max
+    else:
+        a, a_bound = x, x_bound
+    h, hb = srdhm_hw(m, a, a_bound, mult, m_bound, saturate, name)
+    if not r_max:
+        return h, hb
+    return rshift_hw(m, h, hb, right, r_max, ruy, name)
+
+
+class TflStage(wiring.Component):
+    """One TFLite int8 layer per beat; ports `i0` (and `i1` for an add of two tensors), `o`."""
+
+    latency = 2
+
+    def __init__(self, spec: TflSpec):
+        self.spec = spec
+        self.in_bits = [v.bits for v in spec.in_values]
+        self.out_bits = spec.out_values.bits
+        ports = {f"i{k}": In(stream.Signature(spec.lanes * b))
+                 for k, b in enumerate(self.in_bits)}
+        ports["o"] = Out(stream.Signature(spec.lanes * self.out_bits))
+        super().__init__(ports)
+
+    @property
+    def inputs(self) -> list:
+        return [getattr(self, f"i{k}") for k in range(len(self.in_bits))]
+
+    def _columns(self):
+        """(name, values, width, signed) of every ROM column, and the per-column maxima."""
+        spec = self.spec
+        cols, top = [], {}
+        present = dict(spec.cols)
+        for name in SIGNED_COLS[spec.op]:
+            if name not in present:
+                continue
+            v = [int(t) for t in present[name]]
+            top[name] = max((abs(t) for t in v), default=0)
+            cols.append((name, v, bound_shape(max(top[name], 1)).width + 1, True))
+        for name in SHIFT_COLS[spec.op]:
+            if name not in present:
+                continue
+            e = [int(t) for t in present[name]]
+            for part, vals in (("l", [max(t, 0) for t in e]), ("r", [max(-t, 0) for t in e])):
+                top[name + part] = max(vals, default=0)
+                cols.append((name + part, vals, max(1, top[name + part].bit_length()), False))
+        return cols, top
+
+    def elaborate(self, platform):
+        m = Module()
+        spec = self.spec
+        m.submodules.queue = queue = OutputQueue(spec.lanes * self.out_bits,
+                                                 self.latency + QUEUE_SLACK)
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
+        cols, top = self._columns()
+        widths = [c[2] for c in cols]
+        if cols:
+            words, lane_w = _const_words([c[1] for c in cols], widths, spec.lanes, spec.beats,
+                                         spec.channels)
+        else:
+            words, lane_w = [0] * max(spec.beats, 1), 0
+        rom = Memory(shape=max(1, spec.lanes * lane_w), depth=len(words), init=words)
+        m.submodules.consts = rom
+        rd = rom.read_port(domain="sync")
+
+        ins = self.inputs
+        take = Signal()
+        all_valid = Cat(*[p.valid for p in ins]).all()
+        m.d.comb += [take.eq(all_valid & queue.has_credit), queue.take_credit.eq(take)]
+        for k, p in enumerate(ins):
+            others = Cat(*[q.valid for j, q in enumerate(ins) if j != k]).all()
+            m.d.comb += p.ready.eq(queue.has_credit & others)
+        beat = Signal(range(max(spec.beats, 1)))
+        m.d.comb += rd.addr.eq(beat)
+        if spec.beats > 1:
+            with m.If(take):
+                m.d.sync += beat.eq(Mux(beat == spec.beats - 1, 0, beat + 1))
+        helds = []
+        for k, p in enumerate(ins):
+            h = Signal(p.payload.shape(), name=f"held{k}")
+            m.d.sync += h.eq(p.payload)
+            helds.append(h)
+        v1 = Signal()
+        m.d.sync += v1.eq(take)
+        outs = []
+        for lane in range(spec.lanes):
+            word = rd.data[lane * lane_w:(lane + 1) * lane_w]
+            c, pos = {}, 0
+            for name, _vals, w, is_signed in cols:
+                piece = word[pos:pos + w]
+                c[name] = piece.as_signed() if is_signed else piece
+                pos += w
+            xs = []
+            for k, (h, b, v) in enumerate(zip(helds, self.in_bits, spec.in_values,
+                                              strict=True)):
+                x = Signal(signed(b + 1), name=f"x{k}_{lane}")
+                m.d.comb += x.eq(decode(h[lane * b:(lane + 1) * b], v))
+                xs.append((x, max_abs(v)))
+            y, yb = self._lane(m, xs, c, top, f"l{lane}")
+            z = int(spec.zero_point)
+            q = _sig(m, y + z, yb + abs(z), f"l{lane}_q")
+            clipped = Mux(q < spec.lo, spec.lo, Mux(q > spec.hi, spec.hi, q)) - z
+            out = Signal(signed(self.out_bits + 1), name=f"y{lane}")
+            m.d.sync += out.eq(clipped)
+            outs.append(out[:self.out_bits])
+        v2 = Signal()
+        m.d.sync += v2.eq(v1)
+        m.d.comb += [queue.w_data.eq(Cat(*outs)), queue.w_en.eq(v2)]
+        return m
+
+    def _lane(self, m: Module, xs, c, top, name: str):
+        """The layer's value before the zero point and clamp, and its bound."""
+        spec = self.spec
+        sat = {k: any(int(t) == INT32_MIN for t in v) for k, v in spec.cols}
+
+        def mb(x, xb, mult, shift, ruy, tag):
+            return mbqm_hw(m, x, xb, c[mult], top[mult], c[shift + "l"], top[shift + "l"],
+                           c[shift + "r"], top[shift + "r"], ruy, sat[mult], f"{name}_{tag}")
+
+        if spec.op == "requant":
+            (x, xb), = xs
+            accb = xb * top["factor"] + top["bias"]
+            acc = _sig(m, x * c["factor"] + c["bias"], accb, f"{name}_acc")
+            return mb(acc, accb, "mult", "shift", spec.rounding == "ruy", "m")
+        if spec.op == "prelu":
+            (x, xb), = xs
+            pos = x >= 0
+            negb = xb * top["alpha"]
+            xb2 = max(xb, negb)
+            xsel = _sig(m, Mux(pos, x, x * c["alpha"]), xb2, f"{name}_xs")
+            msel = _sig(m, Mux(pos, c["mult1"], c["mult2"]), max(top["mult1"], top["mult2"]),
+                        f"{name}_ms")
+            lw = max(top["shift1l"], top["shift2l"])
+            rw = max(top["shift1r"], top["shift2r"])
+            left = Signal(unsigned(max(1, lw.bit_length())), name=f"{name}_ls")
+            right = Signal(unsigned(max(1, rw.bit_length())), name=f"{name}_rs")
+            m.d.comb += [left.eq(Mux(pos, c["shift1l"], c["shift2l"])),
+                         right.eq(Mux(pos, c["shift1r"], c["shift2r"]))]
+            return mbqm_hw(m, xsel, xb2, msel, max(top["mult1"], top["mult2"]), left, lw,
+                           right, rw, False, sat["mult1"] or sat["mult2"], f"{name}_p")
+        # add
+        ls = ADD_LEFT_SHIFT
+        (x0, b0) = xs[0]
+        v1, vb1 = mb(_sig(m, x0 << ls, b0 << ls, f"{name}_s0"), b0 << ls, "mult1", "shift1",
+                     False, "v1")
+        if len(xs) == 2:
+            (x1, b1) = xs[1]
+            v2, vb2 = mb(_sig(m, x1 << ls, b1 << ls, f"{name}_s1"), b1 << ls, "mult2",
+                         "shift2", False, "v2")
+        else:
+            v2, vb2 = c["const"], top["const"]
+        tot = _sig(m, v1 + v2, vb1 + vb2, f"{name}_sum")
+        return mb(tot, vb1 + vb2, "mult_out", "shift_out", False, "o")
