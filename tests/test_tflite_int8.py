@@ -116,17 +116,11 @@ def test_cli_run_check_and_fixed_point(tmp_path):
     assert main([*args, "--fixed-point"]) == 0
 
 
-@pytest.mark.parametrize("target", ["cortex-m"])  # fpga: tests/test_fpga_tflite_int8.py
-def test_backends_refuse_cleanly(tmp_path, target, capsys):
-    code = main(["convert", str(RESNET), "--target", target, "--out", str(tmp_path / "o")])
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "TflRequant" in err[0]
-
-
 def test_refuse_on_target_names_the_layer(resnet):
+    """Both backends run the TFLite int8 layers now (tests/test_cortexm_tflite_int8.py,
+    tests/test_fpga_tflite_int8.py); a target without them still names the layer."""
     graph, _, _ = resnet
-    refuse_on_target(graph, "fpga")  # the FPGA runs them (tests/test_fpga_tflite_int8.py)
+    refuse_on_target(graph, "fpga")
     with pytest.raises(EdgeError, match="tflrequant0.*not supported by the nowhere backend"):
         refuse_on_target(graph, "nowhere")
 
