@@ -82,6 +82,20 @@ def test_host_bit_exact_on_every_fixture_input(graphs, tmp_path, stem):
     np.testing.assert_array_equal(out, np.load(LARQ / f"{stem}_ref.npy").astype(np.float32))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", FIXTURES)
+def test_host_random_codes(graphs, tmp_path, stem):
+    """Any int8 input codes (the extremes -128 and 127 included), against the golden model."""
+    ir = graphs[stem]
+    shape = _x(stem).shape[1:]
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, size=(2000, *shape))
+    x[0], x[1] = -128, 127
+    x = x.astype(_x(stem).dtype)
+    y = _host(ir, tmp_path / "host").run(golden.quantise_input(ir.layers[0], x))
+    np.testing.assert_array_equal(y, _want(ir, x))
+
+
 def test_plan_uses_the_tflite_kernels(graphs):
     kinds = {s.spec.kind for s in make_plan(graphs["resnet_int8"]).steps}
     assert {"tfl_requant", "tfl_add", "tfl_add_const", "tfl_prelu", "conv_int8",
