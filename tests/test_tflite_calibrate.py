@@ -10,7 +10,8 @@ References, none of them produced by the code under test:
 - the NumPy reading of the TFLite/LCE ops (converters/tflite/reference.py) for the faithful
   golden mode (the float32 product with the float weights, to float32 rounding) and, on
   argmax, for `--fixed-point` (the 8-bit version);
-- the golden model's fixed-point mode for the Cortex-M C (host build and QEMU), bit for bit.
+- the golden model's fixed-point mode for the Cortex-M C (host build and QEMU) and the FPGA
+  Verilog (Icarus), bit for bit.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ C0, C1, CLASSES = 4, 8, 5
 HEADS = ["mean", "flat"]
 
 
-def write_model(path, head: str, seed: int = 0):
+def write_model(path, head: str, seed: int = 0, pad_values: int = 1):
     """input [1, 6, 6, 1] -> CONV_2D 3x3 (real weights, bias) -> LceQuantize -> LceBconv2d
     (±1, SAME, +1 padding, float output) -> MAX_POOL 2x2/2 -> MEAN over H, W (`mean`) or a
     RESHAPE to [1, 72] (`flat`) -> FULLY_CONNECTED (real weights, bias) -> [1, 5]."""
@@ -54,7 +55,7 @@ def write_model(path, head: str, seed: int = 0):
     q0 = w.tensor([1, H, W, 1], type_code=2)
     w.op(CUSTOM, [a0], [q0], custom=lce("LceQuantize"))
     attrs = {"channels_in": C0, "dilation_height_factor": 1, "dilation_width_factor": 1,
-             "fused_activation_function": 0, "pad_values": 1, "padding": 0,
+             "fused_activation_function": 0, "pad_values": pad_values, "padding": 0,
              "stride_height": 1, "stride_width": 1}
     filt = w.const(pack(rng.choice([-1.0, 1.0], (C1, 3, 3, C0)).astype(np.float32)), 2)
     mult = rng.uniform(0.05, 0.2, C1).astype(np.float32)
@@ -169,6 +170,26 @@ def test_cortex_m_qemu_bit_exact_with_fixed_point(models, tmp_path):
     y, _ = backend.simulate(folder, meta, ir, golden.quantise_input(ir.layers[0], x), x,
                             count=False)
     np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
+@pytest.mark.parametrize("head", HEADS)
+def test_fpga_verilog_bit_exact_with_fixed_point(tmp_path, head):
+    """`convert --calibrate --target fpga --board sim`, then `simulate --check` under Icarus:
+    the Verilog equals `run --fixed-point` (compared here as well, not only by the CLI)."""
+    path = write_model(tmp_path / f"{head}.tflite", head, pad_values=0)  # FPGA pads with 0
+    m = edge_sdk.load(path, input_range=(LO, HI), calibration=inputs(64, seed=7))
+    cal, x = tmp_path / "cal.npy", tmp_path / "x.npy"
+    np.save(cal, inputs(64, seed=7))
+    np.save(x, inputs(4, seed=6))
+    out = tmp_path / "fpga"
+    proc = run_cli("convert", path, f"--input-range={LO},{HI}", "--calibrate", cal,
+                   "--target", "fpga", "--board", "sim", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("simulate", out, "--input", x, "--output", tmp_path / "s.npy", "--check")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"),
+                                  m.run(np.load(x), fixed_point=True))
 
 
 def test_refused_without_a_calibration_set_naming_calibrate(models):
