@@ -425,6 +425,7 @@ class TflSpec(StreamSpec):
     zero_point: int = 0
     lo: int = -128
     hi: int = 127
+    dsp: bool = False  # the products on 16 x 16 DSP pieces, else shift-and-add LUTs
 
     def col(self, name: str) -> np.ndarray:
         return dict(self.cols)[name]

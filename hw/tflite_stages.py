@@ -13,9 +13,11 @@ Arithmetic, as TFLite's (integer, so `run` and `run --fixed-point` agree):
   RDBPOT(h, n) = (h >> n) + (rem > (2**(n-1) - 1 if n else 0) + (h < 0)), rem = h - (h >> n << n)
   ruy          = (h + (2**n >> 1)) >> n  (CONV_2D / FULLY_CONNECTED: the last shift rounds up)
   clamp(z + y, lo, hi) - z on the output (centred codes again).
-Products are plain `*` of the exact widths (the bounds below, Python integers at plan time),
-so nothing wraps where the golden model has a value; the whole layer is combinational from
-the held beat and its ROM word to one output register (latency 2).
+Widths are the exact bounds (Python integers at plan time), so nothing wraps where the golden
+model has a value. Products are `fixed_stages.product` (16 x 16 DSP pieces when the plan gives
+the stage DSPs, `spec.dsp`, else shift-and-add LUTs) on the unshifted operand (a << k times M
+is (a times M) << k); `tfl_multiplier_cost` is what the planner trades. The whole layer is
+combinational from the held beat and its ROM word to one output register (latency 2).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .fixed_stages import QUEUE_SLACK, _const_words, bound_shape, decode, max_abs
+from .fixed_stages import (
+    QUEUE_SLACK,
+    _const_words,
+    bound_shape,
+    decode,
+    dsp_pieces,
+    max_abs,
+    product,
+)
 from .outq import OutputQueue
 from .specs import TflSpec
 
@@ -44,14 +54,20 @@ def _sig(m: Module, expr, bound: int, name: str) -> Signal:
     return s
 
 
-def srdhm_hw(m: Module, a, a_bound: int, mult, m_bound: int, saturate: bool, name: str):
-    """(SRDHM(a, mult) expression signal, its bound)."""
-    p = _sig(m, a * mult, a_bound * m_bound, f"{name}_p")
-    s = _sig(m, p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)), a_bound * m_bound + (1 << 30),
-             f"{name}_s")
-    qb = ((a_bound * m_bound + (1 << 30)) >> 31) + 1
+def srdhm_hw(m: Module, x, x_bound: int, mult, m_bound: int, shift, pre: int, l_max: int,
+             saturate: bool, dsp: bool, name: str):
+    """(SRDHM(a, mult) signal, its bound) for a = x << pre << shift (shift: a signal of at
+    most l_max): the product is taken on x, then shifted (exact, and x is far narrower than
+    a: an add's operand is 9 bits, not 29)."""
+    prod = _sig(m, product(x, mult, dsp), x_bound * m_bound, f"{name}_xm")
+    a_bound = x_bound << (pre + l_max)
+    pb = a_bound * m_bound
+    p = _sig(m, (prod << pre) << shift if l_max else prod << pre, pb, f"{name}_p")
+    s = _sig(m, p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)), pb + (1 << 30), f"{name}_s")
+    qb = ((pb + (1 << 30)) >> 31) + 1
     q = Mux(s >= 0, s >> 31, -((-s) >> 31))
     if saturate:
+        a = (x << pre) << shift if l_max else x << pre
         q = Mux((a == INT32_MIN) & (mult == INT32_MIN), INT32_MAX, q)
         qb = max(qb, INT32_MAX)
     return _sig(m, q, qb, f"{name}_h"), qb
@@ -70,13 +86,9 @@ def rshift_hw(m: Module, h, h_bound: int, n, n_max: int, ruy: bool, name: str):
 
 
 def mbqm_hw(m: Module, x, x_bound: int, mult, m_bound: int, left, l_max: int, right,
-            r_max: int, ruy: bool, saturate: bool, name: str):
-    """MBQM(x, M, e) (or ruy's) with e split as left = max(e, 0), right = max(-e, 0)."""
-    if l_max:
-        a, a_bound = _sig(m, x << left, x_bound << l_max, f"{name}_a"), x_bound << l_max
-    else:
-        a, a_bound = x, x_bound
-    h, hb = srdhm_hw(m, a, a_bound, mult, m_bound, saturate, name)
+            r_max: int, ruy: bool, saturate: bool, name: str, pre: int = 0, dsp: bool = False):
+    """MBQM(x << pre, M, e) (or ruy's) with e split as left = max(e, 0), right = max(-e, 0)."""
+    h, hb = srdhm_hw(m, x, x_bound, mult, m_bound, left, pre, l_max, saturate, dsp, name)
     if not r_max:
         return h, hb
     return rshift_hw(m, h, hb, right, r_max, ruy, name)
@@ -187,21 +199,26 @@ class TflStage(wiring.Component):
         spec = self.spec
         sat = {k: any(int(t) == INT32_MIN for t in v) for k, v in spec.cols}
 
-        def mb(x, xb, mult, shift, ruy, tag):
+        def mb(x, xb, mult, shift, ruy, tag, pre=0):
             return mbqm_hw(m, x, xb, c[mult], top[mult], c[shift + "l"], top[shift + "l"],
-                           c[shift + "r"], top[shift + "r"], ruy, sat[mult], f"{name}_{tag}")
+                           c[shift + "r"], top[shift + "r"], ruy, sat[mult], f"{name}_{tag}",
+                           pre, spec.dsp)
 
         if spec.op == "requant":
             (x, xb), = xs
             accb = xb * top["factor"] + top["bias"]
-            acc = _sig(m, x * c["factor"] + c["bias"], accb, f"{name}_acc")
+            if all(int(f) == 1 for f in spec.col("factor")):  # conv / FC: no product
+                acc = _sig(m, x + c["bias"], accb, f"{name}_acc")
+            else:
+                acc = _sig(m, product(x, c["factor"], spec.dsp) + c["bias"], accb,
+                           f"{name}_acc")
             return mb(acc, accb, "mult", "shift", spec.rounding == "ruy", "m")
         if spec.op == "prelu":
             (x, xb), = xs
             pos = x >= 0
             negb = xb * top["alpha"]
             xb2 = max(xb, negb)
-            xsel = _sig(m, Mux(pos, x, x * c["alpha"]), xb2, f"{name}_xs")
+            xsel = _sig(m, Mux(pos, x, product(x, c["alpha"], spec.dsp)), xb2, f"{name}_xs")
             msel = _sig(m, Mux(pos, c["mult1"], c["mult2"]), max(top["mult1"], top["mult2"]),
                         f"{name}_ms")
             lw = max(top["shift1l"], top["shift2l"])
@@ -211,17 +228,53 @@ class TflStage(wiring.Component):
             m.d.comb += [left.eq(Mux(pos, c["shift1l"], c["shift2l"])),
                          right.eq(Mux(pos, c["shift1r"], c["shift2r"]))]
             return mbqm_hw(m, xsel, xb2, msel, max(top["mult1"], top["mult2"]), left, lw,
-                           right, rw, False, sat["mult1"] or sat["mult2"], f"{name}_p")
+                           right, rw, False, sat["mult1"] or sat["mult2"], f"{name}_p",
+                           dsp=spec.dsp)
         # add
         ls = ADD_LEFT_SHIFT
         (x0, b0) = xs[0]
-        v1, vb1 = mb(_sig(m, x0 << ls, b0 << ls, f"{name}_s0"), b0 << ls, "mult1", "shift1",
-                     False, "v1")
+        v1, vb1 = mb(x0, b0, "mult1", "shift1", False, "v1", ls)
         if len(xs) == 2:
             (x1, b1) = xs[1]
-            v2, vb2 = mb(_sig(m, x1 << ls, b1 << ls, f"{name}_s1"), b1 << ls, "mult2",
-                         "shift2", False, "v2")
+            v2, vb2 = mb(x1, b1, "mult2", "shift2", False, "v2", ls)
         else:
             v2, vb2 = c["const"], top["const"]
         tot = _sig(m, v1 + v2, vb1 + vb2, f"{name}_sum")
         return mb(tot, vb1 + vb2, "mult_out", "shift_out", False, "o")
+
+
+def tfl_multiplier_cost(spec: TflSpec) -> tuple[int, int]:
+    """(SB_MAC16 blocks, LUT4 estimate) of the stage's products over its lanes with
+    `dsp=True` / `dsp=False` (the same measure as fixed_stages.multiplier_cost)."""
+    cols = dict(spec.cols)
+
+    def width(v: int) -> int:
+        return bound_shape(max(v, 1)).width
+
+    def top(name: str) -> int:
+        return max((abs(int(t)) for t in cols.get(name, ())), default=0)
+
+    xb = max(max_abs(v) for v in spec.in_values)
+    prods = []  # (operand bound, constant bound)
+    if spec.op == "requant":
+        if not all(int(f) == 1 for f in cols["factor"]):
+            prods.append((xb, top("factor")))
+        prods.append((xb * top("factor") + top("bias"), top("mult")))
+    elif spec.op == "prelu":
+        prods += [(xb, top("alpha")), (max(xb, xb * top("alpha")),
+                                       max(top("mult1"), top("mult2")))]
+    else:
+        prods += [(xb, top("mult1"))] * len(spec.in_values)
+        # the sum of the two MBQMs' results, bounded as mbqm_hw bounds them
+        v = sum(((max_abs(val) << ADD_LEFT_SHIFT + max(0, top_e)) * top(mn) + (1 << 30) >> 31)
+                + 2 for val, mn, top_e in zip(spec.in_values, ("mult1", "mult2"),
+                                               (max(cols["shift1"]), max(cols.get(
+                                                   "shift2", [0]))), strict=False))
+        v += top("const")
+        prods.append((v, top("mult_out")))
+    dsps = luts = 0
+    for a, c in prods:
+        aw, cw = width(a), width(c)
+        dsps += dsp_pieces(aw) * dsp_pieces(cw)
+        luts += min(aw, cw) * (aw + cw)
+    return spec.lanes * dsps, spec.lanes * luts

@@ -13,6 +13,7 @@ across two conversions. Expected values never come from the backend.
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +46,13 @@ def _unpack(word: int, lanes: int, bits: int) -> list[int]:
 
 
 def _run_stage(layer, xs: list[np.ndarray], in_values: list[Values], lanes: int,
-               out_lo: int, out_hi: int) -> np.ndarray:
-    """Stream xs ([n, C] each, one pixel per row) through the layer's stage; [n, C] out."""
+               out_lo: int, out_hi: int, dsp: bool = False) -> np.ndarray:
+    """Stream xs ([n, C] each, one pixel per row) through the layer's stage; [n, C] out.
+    dsp: the products on 16 x 16 DSP pieces rather than shift-and-add LUTs."""
     n, c = xs[0].shape
     beats = -(-c // lanes)
     out_values = Values("int", out_lo, out_hi)
-    spec = tfl_spec(layer, lanes, beats, n, c, tuple(in_values), out_values)
+    spec = replace(tfl_spec(layer, lanes, beats, n, c, tuple(in_values), out_values), dsp=dsp)
     stage = TflStage(spec)
     words = [[] for _ in xs]
     for p in range(n):
@@ -144,15 +146,16 @@ def _inputs_32(rng, shift: np.ndarray, n: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ stage level tests
+@pytest.mark.parametrize("dsp", [False, True], ids=["luts", "dsp_pieces"])
 @pytest.mark.parametrize("rounding", ["", "ruy"])
-def test_requant_primitives_on_extremes(rounding):
+def test_requant_primitives_on_extremes(rounding, dsp):
     """SRDHM (INT32_MIN * INT32_MIN saturation, nudge, truncation), RDBPOT / ruy's half-up
     shift, left shifts: the raw int32 result (clamp wide open, zero point 0)."""
     rng = np.random.default_rng(1)
     layer = _requant(rounding)
     x = _inputs_32(rng, SHIFTS, 24)
     want = tflite_int8.run(layer, [x])
-    got = _run_stage(layer, [x], [Values("int", I32_MIN, I32_MAX)], 3, -WIDE, WIDE)
+    got = _run_stage(layer, [x], [Values("int", I32_MIN, I32_MAX)], 3, -WIDE, WIDE, dsp)
     np.testing.assert_array_equal(got, want)
     assert x[0, 0] == I32_MIN and want[0, 0] == I32_MAX  # SRDHM(MIN, MIN) saturates
 
@@ -209,8 +212,10 @@ def test_prelu_both_branches():
     x[6:9] = -_ties(rng, np.array([1, 7, 0, 0, 4, 9]), 3) // 128
     x[6:9, 3] = [-4, -12, -20]  # alpha 1, M2 ~ 1 (identity below 2**30), >> 3: negative ties
     want = tflite_int8.run(layer, [x])
-    got = _run_stage(layer, [x], [Values("int", -(1 << 20), (1 << 20) - 1)], 3, -WIDE, WIDE)
-    np.testing.assert_array_equal(got, want)
+    for dsp in (False, True):
+        got = _run_stage(layer, [x], [Values("int", -(1 << 20), (1 << 20) - 1)], 3, -WIDE,
+                         WIDE, dsp)
+        np.testing.assert_array_equal(got, want)
 
 
 def _add(two: bool, c: int, rng, zp=0, lo=I32_MIN, hi=I32_MAX) -> L.TflAdd:
@@ -230,8 +235,9 @@ def _add(two: bool, c: int, rng, zp=0, lo=I32_MIN, hi=I32_MAX) -> L.TflAdd:
     return L.TflAdd("add", ins, "y", **kw)
 
 
+@pytest.mark.parametrize("dsp", [False, True], ids=["luts", "dsp_pieces"])
 @pytest.mark.parametrize("two", [False, True], ids=["const", "two_streams"])
-def test_add_left_shift_and_multipliers(two):
+def test_add_left_shift_and_multipliers(two, dsp):
     """x << 20, per-input MBQMs, the sum's MBQM, zero point and clamp; two inputs joined beat
     by beat under bubbles and backpressure, or one input and a per-channel constant."""
     rng = np.random.default_rng(4 + two)
@@ -243,7 +249,7 @@ def test_add_left_shift_and_multipliers(two):
         for x in xs:
             x[0], x[1] = -1023, 1023
         want = tflite_int8.run(layer, xs)
-        got = _run_stage(layer, xs, [vals] * (1 + two), 2, lo - zp, hi - zp)
+        got = _run_stage(layer, xs, [vals] * (1 + two), 2, lo - zp, hi - zp, dsp)
         np.testing.assert_array_equal(got, want)
 
 

@@ -89,6 +89,7 @@ from ...hw.specs import (
     Values,
     WindowSpec,
 )
+from ...hw.tflite_stages import tfl_multiplier_cost
 from ...hw.threshold import ThresholdConsts
 from ...ir import layers as L
 from ...ir.graph import Graph
@@ -99,7 +100,7 @@ INT64_BITS = 64
 #: SB_MAC16 blocks the multiplier stages may share with the engines' 8-bit products: the
 #: UP5K's (the default icebreaker board). Parts without DSPs build every product from LUTs.
 DSP_BUDGET = 8
-MULT_SPECS = (RequantSpec, PReluSpec, GapSpec, QuantizeSpec)
+MULT_SPECS = (RequantSpec, PReluSpec, GapSpec, QuantizeSpec, TflSpec)
 
 
 @dataclass
@@ -547,7 +548,8 @@ class _Builder:
         cands = []
         for k, sp in enumerate(self.stages):
             if isinstance(sp, MULT_SPECS):
-                dsps, luts = multiplier_cost(sp)
+                dsps, luts = tfl_multiplier_cost(sp) if isinstance(sp, TflSpec) else \
+                    multiplier_cost(sp)
                 if dsps:
                     cands.append((-luts / dsps, k, dsps))
         for _, k, dsps in sorted(cands):
