@@ -171,7 +171,11 @@ class LayerEngine(wiring.Component):
             m.d.comb += lane_ok.eq(Mux(word1 == f.words - 1, last_mask, full))
         else:
             m.d.comb += lane_ok.eq(full)
-        if spec.window.padded:
+        plus_pad = spec.window.padded and spec.window.pad_value == 1
+        if plus_pad:  # Larq pad_values=1: a padded tap is a +1 input (bit 1), not a masked one
+            a_pad = Signal(s)
+            m.d.comb += a_pad.eq(Mux(tv1, data, (1 << s) - 1))
+        elif spec.window.padded:
             lane_ok_t = Signal(s)
             m.d.comb += lane_ok_t.eq(Mux(tv1, lane_ok, 0))
             lane_ok = lane_ok_t
@@ -182,9 +186,9 @@ class LayerEngine(wiring.Component):
             shared = Signal(s)
             m.d.comb += shared.eq(lane_ok & nonzero)
         else:
-            a = data
+            a = a_pad if plus_pad else data
             shared = lane_ok
-        masked = bool(ragged) or spec.window.padded or kind == "ternary"
+        masked = bool(ragged) or (spec.window.padded and not plus_pad) or kind == "ternary"
         sign = [wdata[p * s:(p + 1) * s] for p in range(pe)]
         if spec.int8_weights:
             codes = [wdata[p * s * 8:(p + 1) * s * 8] for p in range(pe)]

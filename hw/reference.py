@@ -80,9 +80,15 @@ def _taps(frame_hw, win: WindowSpec):
 
 
 def window_dot(frame: np.ndarray, weights: np.ndarray, win: WindowSpec) -> np.ndarray:
-    """frame (H, W, C), weights (O, taps, C) -> accumulators (OH, OW, O)."""
+    """frame (H, W, C), weights (O, taps, C) -> accumulators (OH, OW, O); a padded tap holds
+    `win.pad_value` in every channel."""
     oh, ow = win.out_hw
     out = np.zeros((oh, ow, weights.shape[0]), dtype=np.int64)
+    if win.pad_value:
+        frame = np.pad(frame, ((win.pads[0], win.pads[2]), (win.pads[1], win.pads[3]), (0, 0)),
+                       constant_values=win.pad_value)
+        win = WindowSpec(kernel=win.kernel, strides=win.strides, dilations=win.dilations,
+                         out_hw=win.out_hw)
     for oy, ox, tap, y, x in _taps(frame.shape[:2], win):
         out[oy, ox] += weights[:, tap, :].astype(np.int64) @ frame[y, x].astype(np.int64)
     return out

@@ -101,6 +101,7 @@ class WindowSpec:
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
     dilations: tuple[int, int] = (1, 1)
     out_hw: tuple[int, int] = (1, 1)
+    pad_value: int = 0  # what a padded tap holds: 0 (contributes nothing) or +1 (Larq)
 
     @property
     def taps(self) -> int:

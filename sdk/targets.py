@@ -93,10 +93,6 @@ def convert(model: Model, target: str, out: str | Path, options: dict) -> Path:
                         "BlockCodeFactorizer node; this one does not")
     if model.ir is None:
         model.save_ir(out)  # raises the model's own "not supported yet" error
-    plus = [layer.name for layer in model.ir.layers if getattr(layer, "pad_value", 0)]
-    if plus and target == "fpga":
-        raise EdgeError(f"target '{target}': layer(s) {', '.join(plus)} pad with +1 (Larq "
-                        "pad_values=1); the FPGA engine pads with 0 only so far")
     be = backend(target)
     meta = {"format": FORMAT, "version": VERSION, "target": target,
             "model": model.ir.name, "source": model.ir.source, "options": options}

@@ -12,6 +12,7 @@ References, none of them produced by the code under test:
 from __future__ import annotations
 
 import math
+import shutil
 
 import flatbuffers
 import numpy as np
@@ -499,7 +500,7 @@ def test_corrupted_bytes_give_edge_errors_only(seed, flips):
         pass
 
 
-def test_cli_inspect_run_check_and_fpga_refusal(tmp_path):
+def test_cli_inspect_run_check(tmp_path):
     x = LARQ / "cnn_lce_x.npy"
     proc = run_cli("inspect", LARQ / "cnn_lce.tflite")
     assert proc.returncode == 0 and "LceBconv2d" in proc.stdout, proc.stderr
@@ -509,10 +510,23 @@ def test_cli_inspect_run_check_and_fpga_refusal(tmp_path):
     assert "NumPy TFLite/LCE reference" in proc.stdout
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.load(LARQ / "cnn_lce_ref.npy"),
                                rtol=1e-5, atol=1e-6)
-    proc = run_cli("convert", LARQ / "cnn_lce.tflite", "--target", "fpga",
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
+@pytest.mark.parametrize("name", ["cnn_lce", "random_lce"])
+def test_plus_one_padding_on_fpga(tmp_path, name):
+    """Larq's pad_values=1 convs under Icarus: the engine feeds +1 on padded taps; equal to
+    the golden model (simulate --check) and to LCE's interpreter's reference outputs."""
+    x = np.load(LARQ / f"{name}_x.npy")[:3]
+    np.save(tmp_path / "x.npy", x)
+    proc = run_cli("convert", LARQ / f"{name}.tflite", "--target", "fpga", "--board", "sim",
                    "-o", tmp_path / "fp")
-    assert proc.returncode == 2 and "pad with +1" in proc.stderr, proc.stderr
-    assert not (tmp_path / "fp").exists()
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("simulate", tmp_path / "fp", "--input", tmp_path / "x.npy", "--output",
+                   tmp_path / "y.npy", "--check")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"),
+                               np.load(LARQ / f"{name}_ref.npy")[:3], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["cnn_lce", "random_lce"])

@@ -177,7 +177,7 @@ def test_cortex_m_qemu_bit_exact_with_fixed_point(models, tmp_path):
 def test_fpga_verilog_bit_exact_with_fixed_point(tmp_path, head):
     """`convert --calibrate --target fpga --board sim`, then `simulate --check` under Icarus:
     the Verilog equals `run --fixed-point` (compared here as well, not only by the CLI)."""
-    path = write_model(tmp_path / f"{head}.tflite", head, pad_values=0)  # FPGA pads with 0
+    path = write_model(tmp_path / f"{head}.tflite", head)  # +1 padding (Larq pad_values=1)
     m = edge_sdk.load(path, input_range=(LO, HI), calibration=inputs(64, seed=7))
     cal, x = tmp_path / "cal.npy", tmp_path / "x.npy"
     np.save(cal, inputs(64, seed=7))

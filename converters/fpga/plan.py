@@ -389,8 +389,12 @@ def _engine(head, group, fspec: FrameSpec, pe: int, frame, perm, infos):
     else:
         window = WindowSpec(kernel=tuple(head.kernel), strides=tuple(head.strides),
                             pads=tuple(head.pads), dilations=tuple(head.dilations),
-                            out_hw=(out.shape[1], out.shape[2]))
+                            out_hw=(out.shape[1], out.shape[2]),
+                            pad_value=int(head.pad_value) if any(head.pads) else 0)
     int8 = L.is_int8(head.weights)
+    if window.pad_value and (int8 or fspec.values.kind != "bipolar"):
+        raise EdgeError(f"fpga: {_where(head)}: padding with {head.pad_value} is implemented "
+                        f"for binary (±1) data and binary/ternary weights only")
     if int8 and isinstance(head, L.Conv2d) and any(head.pads) and head.pad_value != 0:
         raise EdgeError(f"fpga: {_where(head)}: an 8-bit conv padded with {head.pad_value} "
                         f"(not 0) has no FPGA implementation")
