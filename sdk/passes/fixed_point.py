@@ -173,25 +173,22 @@ def _solve(layer: L.FixedThreshold, x: TensorInfo) -> None:
     layer.zero = np.array([s.zero for s in solved], dtype=bool)
 
 
-SUPPORTED_ON = {"fpga"}  # targets that run every real-valued layer and grouped convs
-INT8_ON = {"cortex-m", "fpga"}  # targets with 8-bit conv/dense and Quantize kernels (#11)
-
-
-# Which backends run the TFLite int8 layers (one flag per backend, flipped by its own change).
-TFLITE_INT8_CORTEX_M = True
-TFLITE_INT8_FPGA = True
+# Which targets run what (issue #11). The Cortex-M backend's planner refuses on its own; the
+# FPGA planner calls refuse_on_target first. A new target starts with none of these.
+SUPPORTED_ON = {"cortex-m", "fpga"}  # every real-valued layer and grouped convs
+INT8_ON = {"cortex-m", "fpga"}  # 8-bit conv/dense and Quantize kernels
+TFLITE_INT8_ON = {"cortex-m", "fpga"}  # TflRequant / TflAdd / TflPRelu (sdk/tflite_int8.py)
 
 
 def tflite_int8_targets() -> set[str]:
-    return {t for t, on in (("cortex-m", TFLITE_INT8_CORTEX_M), ("fpga", TFLITE_INT8_FPGA)) if on}
+    return set(TFLITE_INT8_ON)
 
 
 def refuse_on_target(graph, target: str) -> None:
     """Backends call this first: refuses real-valued layers on targets without kernels yet.
 
     By layer type only (every fixed-point tensor comes from one of these layers), so that a
-    backend's own checks still report graphs that are malformed in other ways. TFLite int8
-    layers (LCE int8 conversion, sdk/tflite_int8.py) have no kernels on any target yet."""
+    backend's own checks still report graphs that are malformed in other ways."""
     for layer in graph.layers:
         if isinstance(layer, L.TFLITE_INT8) and target not in tflite_int8_targets():
             raise EdgeError(f"{_where(layer)}: TFLite int8 {type(layer).__name__} is not "
