@@ -39,6 +39,7 @@ from .specs import (
     QuantizeSpec,
     RequantSpec,
     SplitSpec,
+    TflSpec,
     Values,
 )
 
@@ -416,11 +417,12 @@ class GapStage(wiring.Component):
         return m
 
 
-class _JoinStage(wiring.Component):
+class JoinStage(wiring.Component):
     """Several input streams `i0`, `i1`, ... (one per `spec.in_values`) and one output `o`,
-    each beat holding `spec.lanes` values: the port layout Add and Concat share."""
+    each beat holding `spec.lanes` values: the port layout Add, Concat and the TFLite int8
+    stage (hw/tflite_stages.py) share."""
 
-    def __init__(self, spec: AddSpec | ConcatSpec):
+    def __init__(self, spec: AddSpec | ConcatSpec | TflSpec):
         self.spec = spec
         self.in_bits = [v.bits for v in spec.in_values]
         self.out_bits = spec.out_values.bits
@@ -434,7 +436,7 @@ class _JoinStage(wiring.Component):
         return [getattr(self, f"i{k}") for k in range(len(self.in_bits))]
 
 
-class AddStage(_JoinStage):
+class AddStage(JoinStage):
     """Two streams of one layout joined beat by beat: y = align(x0) + align(x1)."""
 
     latency = 2
@@ -476,7 +478,7 @@ class AddStage(_JoinStage):
         return m
 
 
-class ConcatStage(_JoinStage):
+class ConcatStage(JoinStage):
     """Per pixel: `in_beats[0]` beats from i0, then `in_beats[1]` from i1, ... re-coded to the
     output's value code (fixed data aligned to the output frac, ±1 codes widened)."""
 

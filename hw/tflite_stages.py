@@ -23,12 +23,12 @@ combinational from the held beat and its ROM word to one output register (latenc
 from __future__ import annotations
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from .fixed_stages import (
     QUEUE_SLACK,
+    JoinStage,
     _const_words,
     bound_shape,
     decode,
@@ -94,23 +94,10 @@ def mbqm_hw(m: Module, x, x_bound: int, mult, m_bound: int, left, l_max: int, ri
     return rshift_hw(m, h, hb, right, r_max, ruy, name)
 
 
-class TflStage(wiring.Component):
+class TflStage(JoinStage):
     """One TFLite int8 layer per beat; ports `i0` (and `i1` for an add of two tensors), `o`."""
 
     latency = 2
-
-    def __init__(self, spec: TflSpec):
-        self.spec = spec
-        self.in_bits = [v.bits for v in spec.in_values]
-        self.out_bits = spec.out_values.bits
-        ports = {f"i{k}": In(stream.Signature(spec.lanes * b))
-                 for k, b in enumerate(self.in_bits)}
-        ports["o"] = Out(stream.Signature(spec.lanes * self.out_bits))
-        super().__init__(ports)
-
-    @property
-    def inputs(self) -> list:
-        return [getattr(self, f"i{k}") for k in range(len(self.in_bits))]
 
     def _columns(self):
         """(name, values, width, signed) of every ROM column, and the per-column maxima."""
