@@ -34,7 +34,8 @@ from .reports.diff import Comparison, Row, Site, compare_exact, compare_float, t
 TARGETS = ("golden", "cortex-m", "fpga")
 # source-form layer -> the lowered layer that computes the same tensor under the same name
 _SAME = {L.Conv2d: L.Conv2d, L.Dense: L.Dense, L.Binarize: L.Threshold, L.MaxPool: L.MaxPool,
-         L.Flatten: L.Flatten, L.Reshape: L.Reshape, L.GroupConv2d: L.GroupConv2d,
+         L.Flatten: L.Flatten, L.Reshape: L.Reshape, L.Transpose: L.Transpose,
+         L.GroupConv2d: L.GroupConv2d,
          L.AddTensors: L.AddTensors, L.PRelu: L.PRelu, L.GlobalAvgPool: L.GlobalAvgPool,
          L.Concat: L.Concat}
 

@@ -134,6 +134,8 @@ def _run_layer(layer: L.Layer, args: list[np.ndarray], x: np.ndarray, infos,
         return a.reshape(a.shape[0], -1)
     if isinstance(layer, L.Reshape):
         return a.reshape((a.shape[0],) + tuple(layer.shape))
+    if isinstance(layer, L.Transpose):
+        return np.ascontiguousarray(a.transpose(0, *(p + 1 for p in layer.perm)))
     if isinstance(layer, L.Scores):
         return float_ops(a, layer.ops)
     raise EdgeError(f"layer '{layer.name}': the golden model cannot run {type(layer).__name__}")

@@ -271,16 +271,17 @@ dyadic = st.sampled_from([0.25, 0.5, 1.0, 2.0])
 
 @st.composite
 def lce_models(draw):
-    """Input -> CONV_2D (±a weights, dyadic) -> LceQuantize -> LceBconv2d (any geometry,
+    """Input (NHWC, 1 to 4 channels) -> CONV_2D (±a weights, dyadic) -> LceQuantize -> LceBconv2d (any geometry,
     +1 or zero padding, float or bitpacked output) -> [pool] -> flatten -> binary dense.
     Dyadic float parameters keep every float op exact, so golden == reference exactly."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     w = Writer()
-    h, wd = draw(st.integers(3, 7)), draw(st.integers(3, 7))
-    x = w.tensor([1, h, wd, 1], signature=[-1, h, wd, 1])
+    h, wd, cin = draw(st.integers(3, 7)), draw(st.integers(3, 7)), draw(st.integers(1, 4))
+    x = w.tensor([1, h, wd, cin], signature=[-1, h, wd, cin])
     c0 = draw(st.integers(1, 6))
     k0 = draw(st.integers(1, 3))
-    filt = rng.choice([-1.0, 1.0], (c0, k0, k0, 1)) * rng.choice([0.5, 1.0, 2.0], (c0, 1, 1, 1))
+    filt = rng.choice([-1.0, 1.0], (c0, k0, k0, cin)) * rng.choice([0.5, 1.0, 2.0],
+                                                                   (c0, 1, 1, 1))
     bias = rng.integers(-8, 9, c0) / 4 + 0.125
     a0 = w.tensor([1, h, wd, c0])
     w.op(CONV, [x, w.const(filt.astype(np.float32)), w.const(bias.astype(np.float32))], [a0],
@@ -342,16 +343,16 @@ def lce_models(draw):
     out = w.tensor([1, 7])
     fcw = rng.choice([-1.0, 1.0], (7, k)).astype(np.float32)
     w.op(FC, [flat, w.const(fcw), -1], [out])
-    return w.build([x], [out]), (h, wd)
+    return w.build([x], [out]), (h, wd, cin)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lce_models(), st.integers(0, 2**32 - 1))
 def test_random_lce_models_golden_equals_reference(tmp_path_factory, model, seed):
-    blob, (h, wd) = model
+    blob, (h, wd, cin) = model
     path = tmp_path_factory.mktemp("lce") / "m.tflite"
     path.write_bytes(blob)
-    x = np.random.default_rng(seed).integers(-16, 17, (6, h, wd, 1)).astype(np.float32)
+    x = np.random.default_rng(seed).integers(-16, 17, (6, h, wd, cin)).astype(np.float32)
     y = edge_sdk.load(path).run(x)
     ref = run_reference(path, x)
     assert_close_to_reference(y, ref, exact=True)
@@ -438,11 +439,6 @@ def test_bad_inputs_one_line_each(tmp_path):
     filt = w.const(np.ones((2, 3, 3, 1), np.float32))
     w.op(CONV, [x, filt, -1], [y], conv_opts(0, (1, 1), (1, 1), act=1))
     cases["fused relu"] = (w.build([x], [y]), ["RELU"])
-    w = Writer()
-    x, y = w.tensor([1, 4, 4, 3]), w.tensor([1, 4, 4, 2])
-    w.op(CONV, [x, w.const(np.ones((2, 1, 1, 3), np.float32)), -1], [y],
-         conv_opts(0, (1, 1), (1, 1)))
-    cases["rgb input"] = (w.build([x], [y]), ["3 channels", "transpose"])
     for name, (blob, words) in cases.items():
         path = tmp_path / f"{name.replace(' ', '_')}.tflite"
         path.write_bytes(blob)
@@ -565,3 +561,30 @@ def test_ir_folder_keeps_padding_and_softmax(models, tmp_path):
     again = edge_sdk.load(m.save_ir(tmp_path / "ir"))
     assert np.array_equal(again.run(x), m.run(x))
     assert [c.pad_value for c in again.ir.layers if c.kind == "conv2d"] == [0, 1, 1, 0]
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
+@settings(max_examples=3, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(lce_models().filter(lambda m: m[1][2] >= 2), st.integers(0, 2**32 - 1))
+def test_rgb_input_on_both_targets(tmp_path_factory, model, seed):
+    """A multi-channel NHWC input (an RGB image) reaches the convs through an IR Transpose:
+    the Cortex-M build copies it to CHW, the FPGA streams it in its own pixel order. Both
+    equal the golden model (simulate --check), which equals the NumPy reference (NHWC)."""
+    blob, (h, wd, cin) = model
+    tmp = tmp_path_factory.mktemp("rgb")
+    path = tmp / "rgb.tflite"
+    path.write_bytes(blob)
+    x = np.random.default_rng(seed).integers(-16, 17, (4, h, wd, cin)).astype(np.float32)
+    np.save(tmp / "x.npy", x)
+    m = edge_sdk.load(path)
+    assert any(layer.kind == "transpose" for layer in m.ir.layers)
+    y = m.run(x)
+    assert_close_to_reference(y, run_reference(path, x), exact=True)
+    for target in ("cortex-m", "fpga"):
+        proc = run_cli("convert", path, "--target", target, "-o", tmp / target)
+        assert proc.returncode == 0, proc.stderr
+        proc = run_cli("simulate", tmp / target, "--input", tmp / "x.npy",
+                       "--output", tmp / f"{target}.npy", "--check")
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        np.testing.assert_array_equal(np.load(tmp / f"{target}.npy"), y)

@@ -4,6 +4,8 @@ The model's output `out` is the int32 tensor that feeds `Scores`, flattened in t
 order. Usually the producing layer writes straight into `out`; these kernels cover the rest:
 an integer tensor that lives elsewhere (e.g. the input itself), and a ±1 / ternary tensor
 ([P][CW] packed words, optional mask plane) unpacked to +1 / -1 / 0 at C-order index c*P + p.
+`transpose_int` is the one copy that moves data between layouts: a TFLite model's NHWC input
+into the IR's CHW order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,21 @@ def copy_int(name: str, n: int, in_dtype: str) -> Kernel:
         Y = T.decl_buffer((n,), "int32", data=y)
         for i in range(n):
             Y[i] = T.Cast("int32", X[i])
+
+    return Kernel(name, func, (Param("x", "in"), Param("y", "out")))
+
+
+def transpose_int(name: str, h: int, w: int, c: int, in_dtype: str) -> Kernel:
+    """[H][W][C] -> int32 [C][H][W]; the inner loop walks the input in order (contiguous reads
+    of the small NHWC input, strided int32 stores)."""
+
+    @T.prim_func
+    def func(x: T.handle(in_dtype), y: T.handle("int32")):
+        X = T.decl_buffer((h * w * c,), in_dtype, data=x)
+        Y = T.decl_buffer((c * h * w,), "int32", data=y)
+        for p in range(h * w):
+            for ch in range(c):
+                Y[ch * (h * w) + p] = T.Cast("int32", X[p * c + ch])
 
     return Kernel(name, func, (Param("x", "in"), Param("y", "out")))
 

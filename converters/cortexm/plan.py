@@ -22,7 +22,7 @@ from ...ir.graph import Graph, TensorInfo
 from . import arena, layout
 from .geometry import Window
 from .kernels_conv import binary_conv, int_conv
-from .kernels_copy import copy_int, unpack_bits
+from .kernels_copy import copy_int, transpose_int, unpack_bits
 from .kernels_dense import binary_dense, int_dense
 from .kernels_dense_t import binary_dense_t, transposed_weights
 from .kernels_pool import pool_bits, pool_int
@@ -226,7 +226,7 @@ class Planner(FixedLayers, Int8Layers, TfliteLayers):
         handlers = {
             L.Input: self.on_input, L.Dense: self.on_dense, L.Conv2d: self.on_conv,
             L.Threshold: self.on_threshold, L.MaxPool: self.on_pool, L.Flatten: self.on_view,
-            L.Reshape: self.on_view, L.Scores: self.on_scores, L.Quantize: self.on_quantize,
+            L.Reshape: self.on_view, L.Transpose: self.on_transpose, L.Scores: self.on_scores, L.Quantize: self.on_quantize,
             **self.fixed_handlers(), **self.tflite_handlers(),
         }
         for i, layer in enumerate(g.layers):
@@ -252,6 +252,21 @@ class Planner(FixedLayers, Int8Layers, TfliteLayers):
 
     def on_view(self, i: int, layer: L.Layer) -> None:
         self.env[layer.output] = self.env[layer.inputs[0]]
+
+    def on_transpose(self, i: int, layer: L.Transpose) -> None:
+        """HWC -> CHW into an int32 buffer (what every kernel reads besides the input)."""
+        src = self.env[layer.inputs[0]]
+        shape = self.infos[layer.inputs[0]].shape
+        if tuple(layer.perm) != (2, 0, 1) or len(shape) != 3 or src.is_bits:
+            raise EdgeError(f"{_where(i, layer)}: the Cortex-M backend transposes integer "
+                            f"[H, W, C] maps to [C, H, W] only (perm {list(layer.perm)} on "
+                            f"{'±1 ' if src.is_bits else ''}data of shape {list(shape)})")
+        h, w, c = shape
+        dst = self.int_output(self.infos[layer.output])
+        self.env[layer.output] = dst
+        self.emit(i, "transpose", transpose_int, (h, w, c, src.dtype), [self.arg(src),
+                                                                       self.arg(dst)],
+                  f"layer {i}: transpose [{h}, {w}, {c}] -> [{c}, {h}, {w}]")
 
     def int_output(self, info: TensorInfo) -> Storage:
         return Storage(self.new_buffer(), "int32", info.size)

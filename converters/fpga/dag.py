@@ -215,6 +215,10 @@ class _Builder:
             for layer in group:
                 if isinstance(layer, (L.Flatten, L.Reshape, *STREAM_LAYERS)):
                     geo[layer.output] = geo[layer.inputs[0]]
+                elif isinstance(layer, L.Transpose):
+                    frame, perm = geo[layer.inputs[0]]
+                    geo[layer.output] = frame, P.view_perm(
+                        layer, self.infos[layer.inputs[0]].shape, perm)
                 else:
                     geo[layer.output] = P._in_frame(self.infos[layer.output])
         return geo
@@ -274,7 +278,8 @@ class _Builder:
         for layer in self.consumers(tensor):
             if isinstance(layer, L.Concat):
                 return True
-            if isinstance(layer, (*STREAM_LAYERS, L.AddTensors, L.Flatten, L.Reshape)) and \
+            if isinstance(layer, (*STREAM_LAYERS, L.AddTensors, L.Flatten, L.Reshape,
+                                  L.Transpose)) and \
                     self.feeds_concat(layer.output):
                 return True
         return False
@@ -349,6 +354,10 @@ class _Builder:
         label = ", ".join(layer.name for layer in group)
         if isinstance(head, (L.Flatten, L.Reshape)):
             self.streams[head.output] = replace(s, shape=tuple(info.shape))
+            return
+        if isinstance(head, L.Transpose):
+            self.streams[head.output] = replace(s, shape=tuple(info.shape), perm=P.view_perm(
+                head, infos[head.inputs[0]].shape, s.perm))
             return
         if isinstance(head, ENGINE):
             if isinstance(head, L.Conv2d) and not s.natural:

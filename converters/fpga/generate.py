@@ -51,7 +51,7 @@ def manifest(p: Plan, sched: Schedule) -> dict:
         "format": FORMAT,
         "top": TOP,
         "verilog": VERILOG,
-        "input": p.input.to_json(with_perm=False),
+        "input": p.input.to_json(with_perm=not p.input.natural_order),
         "output": p.output.to_json(with_perm=True),
         "schedule": sched.to_json(),
         "folding": [{"stage": t.name, "kind": t.kind, "layers": t.layers, "pe": t.pe,

@@ -57,6 +57,13 @@ class Layout:
     lanes: int  # values per beat
     beats: int  # beats per pixel
 
+    @property
+    def natural_order(self) -> bool:
+        """Whether the stream is the tensor's C order read as [C, H, W] of the frame, the
+        host's default (the manifest then leaves the perm out)."""
+        h, w, c = self.frame
+        return np.array_equal(self.perm.reshape(-1), _natural_perm(c, h, w).reshape(-1))
+
     def to_json(self, with_perm: bool) -> dict:
         out = {"shape": list(self.shape), "frame": list(self.frame), "lanes": self.lanes,
                "beats_per_pixel": self.beats, "kind": self.values.kind, "lo": self.values.lo,
@@ -145,19 +152,31 @@ def _in_frame(info: TensorInfo) -> tuple[tuple[int, int, int], np.ndarray]:
 
 def input_frame(graph: Graph, infos: Mapping[str, TensorInfo]) -> tuple[tuple[int, int, int],
                                                                           np.ndarray]:
-    """Frame and perm of the model input. A single-channel NHWC input [H, W, 1] whose readers
-    are all Reshapes to [1, H, W] (how TFLite CNNs hand their image to a conv; one per conv
-    reading it) streams as that [1, H, W] map: both have the same element order, so the
-    reshape moves no data."""
+    """Frame and perm of the model input. An NHWC input [H, W, C] whose readers all turn it
+    into the [C, H, W] map (TFLite CNNs: a Reshape when C = 1, a Transpose otherwise) streams
+    in its own order, pixel by pixel with the channels of a pixel together, which is the
+    frame order of that map: neither view moves data on the FPGA (see `view_perm`)."""
     inp = graph.layers[0]
     info = infos[inp.output]
     users = [layer for layer in graph.layers if inp.output in layer.inputs]
-    if len(info.shape) == 3 and info.shape[2] == 1 and users \
-            and all(isinstance(u, L.Reshape) for u in users):
-        h, w, _ = info.shape
-        if all(tuple(infos[u.output].shape) == (1, h, w) for u in users):
-            return (h, w, 1), _natural_perm(1, h, w)
+    if len(info.shape) == 3 and users:
+        h, w, c = info.shape
+        if all(tuple(infos[u.output].shape) == (c, h, w) and (
+                (isinstance(u, L.Reshape) and c == 1)
+                or (isinstance(u, L.Transpose) and tuple(u.perm) == (2, 0, 1)))
+               for u in users):
+            return (h, w, c), np.arange(h * w * c, dtype=np.int64).reshape(h, w, c)
     return _in_frame(info)
+
+
+def view_perm(layer: L.Transpose, src_shape: tuple[int, ...], perm: np.ndarray) -> np.ndarray:
+    """The stream perm of a Transpose's output: the same beats carry the same values, now
+    named by their index in the transposed tensor (perm[j] = IR index of stream value j)."""
+    size = math.prod(src_shape)
+    src_at = np.arange(size, dtype=np.int64).reshape(src_shape).transpose(layer.perm).ravel()
+    new_index = np.empty(size, dtype=np.int64)
+    new_index[src_at] = np.arange(size, dtype=np.int64)
+    return new_index[perm]
 
 
 def _is_natural(shape: tuple[int, ...], frame, perm: np.ndarray) -> bool:
@@ -275,13 +294,14 @@ def plan(graph: Graph, pe: Folding = None, simd: Folding = None, fuse: bool = Tr
     """Map a lowered IR graph onto hardware stages; raises EdgeError when it cannot.
 
     fuse=False: thresholds as stages of their own (the layer diff's debug design).
-    Graphs with real-valued layers or grouped convs (issue #11) go to the DAG planner
+    Graphs with real-valued layers, grouped convs or a Transpose (issue #11) go to the DAG planner
     (dag.py); `fifo_depths` overrides its shortcut FIFO depths (refused below the bound),
     narrow=False keeps its multiplier stages at their producers' lanes."""
     if not graph.lowered:
         raise EdgeError("fpga: the graph is not lowered (call passes.pipeline.lower first)")
     refuse_on_target(graph, "fpga")
-    if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d, L.Quantize, *L.TFLITE_INT8))
+    if any(isinstance(layer, (*L.REAL_VALUED, L.GroupConv2d, L.Quantize, *L.TFLITE_INT8,
+                               L.Transpose))
            for layer in graph.layers):
         from .dag import plan_graph
 

@@ -3,7 +3,8 @@
 Both directions work from the manifest's JSON layouts (plan.Layout.to_json), so the cocotb
 testbench, the Amaranth fast path and a board driver share one definition. Input beats: per
 pixel (row-major), `beats_per_pixel` beats of `lanes` two's-complement values of `value_bits`
-each, lane 0 in the low bits, padded lanes 0. Output beats: `lanes` signed 32-bit values per
+each, lane 0 in the low bits, padded lanes 0; a `perm` in the input layout names the IR index
+of each streamed value (absent: the tensor is [C, H, W] of the frame). Output beats: `lanes` signed 32-bit values per
 beat, in the same pixel-major order; `perm` puts each value back at its IR (C-order) index.
 """
 
@@ -20,7 +21,9 @@ def encode_inputs(layout: dict, q: np.ndarray) -> list[int]:
     """Integer inputs [N, *shape] (already range-checked) -> input beats for all N."""
     h, w, c = layout["frame"]
     n = q.shape[0]
-    if len(layout["shape"]) == 3:
+    if "perm" in layout:  # e.g. an NHWC input, streamed in its own order
+        phys = q.reshape(n, -1)[:, np.asarray(layout["perm"], dtype=np.int64)].reshape(n, h, w, c)
+    elif len(layout["shape"]) == 3:
         phys = q.reshape(n, c, h, w).transpose(0, 2, 3, 1)
     else:
         phys = q.reshape(n, 1, 1, c)

@@ -107,6 +107,7 @@ class Frontend:
         self.input_range = input_range
         self.calibration = calibration
         self.vals: dict[int, Val] = {}
+        self.chw_views: dict[str, Val] = {}
         self.layers: list[L.Layer] = []
         self.infos: dict[str, TensorInfo] = {}
         self.counts: dict[str, int] = {}
@@ -257,12 +258,15 @@ class Frontend:
         if v.layout == "chw":
             return v
         if v.layout == "raw" and len(v.tshape) == 3:
+            if v.tensor in self.chw_views:  # one view per tensor, however many convs read it
+                return self.chw_views[v.tensor]
             h, w, c = v.tshape
-            if _hwc_to_chw(h, w, c) is not None:
-                self.fail(f"the input is NHWC with {c} channels; a transpose to the IR's NCHW is "
-                          "not supported yet (1-channel images are)")
-            name, info = self.emit(L.Reshape, [v.tensor], shape=(c, h, w))
-            return Val(name, info, "chw", v.tshape, qp=v.qp)
+            if _hwc_to_chw(h, w, c) is None:  # same element order: a reshape moves no data
+                name, info = self.emit(L.Reshape, [v.tensor], shape=(c, h, w))
+            else:
+                name, info = self.emit(L.Transpose, [v.tensor], perm=(2, 0, 1))
+            self.chw_views[v.tensor] = Val(name, info, "chw", v.tshape, qp=v.qp)
+            return self.chw_views[v.tensor]
         if v.layout == "hwc_flat":
             return Val(v.tensor, v.info, "chw", (v.info.shape[1], v.info.shape[2],
                                                  v.info.shape[0]), qp=v.qp)

@@ -99,7 +99,8 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
         return tflite_int8.infer(layer, ins)
     (x,) = ins
     if x.kind in ("float", "fixed") and not isinstance(
-            layer, (L.Affine, L.Binarize, L.MaxPool, L.Scores, L.Flatten, L.Reshape)):
+            layer, (L.Affine, L.Binarize, L.MaxPool, L.Scores, L.Flatten, L.Reshape,
+            L.Transpose)):
         raise EdgeError(f"{_where(layer)}: needs integer or ±1 data, got real-valued data")
     if isinstance(layer, L.GroupConv2d):
         return _infer_group_conv(layer, x)
@@ -158,6 +159,11 @@ def infer(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
             raise EdgeError(f"{_where(layer)}: shape mismatch: cannot reshape {x.shape} to "
                             f"{layer.shape}")
         return TensorInfo(tuple(layer.shape), x.kind, x.lo, x.hi, x.frac)
+    if isinstance(layer, L.Transpose):
+        if sorted(layer.perm) != list(range(len(x.shape))):
+            raise EdgeError(f"{_where(layer)}: perm {list(layer.perm)} is not a permutation of "
+                            f"the {len(x.shape)} dims of {x.shape}")
+        return TensorInfo(tuple(x.shape[p] for p in layer.perm), x.kind, x.lo, x.hi, x.frac)
     if isinstance(layer, L.Scores):
         if x.kind == "fixed":
             return TensorInfo(x.shape, "float", x.lo, x.hi, x.frac)

@@ -302,6 +302,16 @@ class Reshape(Layer):
 
 
 @dataclass
+class Transpose(Layer):
+    """[N, *dims] -> [N, *(dims[p] for p in perm)]: moves data, unlike Reshape. The one use is
+    a TFLite model's multi-channel NHWC input handed to the IR's NCHW layers (perm (2, 0, 1)):
+    the model keeps its own input layout, so users give the arrays the source takes."""
+
+    perm: tuple[int, ...] = ()
+    kind: ClassVar[str] = "transpose"
+
+
+@dataclass
 class Scores(Layer):
     """Model output: integer scores, then the source's float ops (float32, in order)."""
 
@@ -409,7 +419,7 @@ REAL_VALUED = (Requant, AddTensors, PRelu, GlobalAvgPool, Concat, FixedThreshold
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Input, Dense, Conv2d, GroupConv2d, Affine, Binarize, Threshold, MaxPool, Flatten,
-                Reshape, Scores, Quantize, *REAL_VALUED)
+                Reshape, Transpose, Scores, Quantize, *REAL_VALUED)
 }
 OP_TYPES: dict[str, type] = {cls.__name__: cls for cls in (Mul, Add, Div, BatchNorm, Softmax)}
 WEIGHT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (IntWeights, PackedWeights,

@@ -106,8 +106,8 @@ class FixedPoint(Pass):
             infos = graph.infos()
             ins = [infos[t] for t in layer.inputs]
             if any(x.kind == "float" for x in ins) and not isinstance(
-                    layer, (L.Affine, *L.REAL_VALUED, L.MaxPool, L.Flatten, L.Reshape, L.Scores,
-                            L.Quantize)):
+                    layer, (L.Affine, *L.REAL_VALUED, L.MaxPool, L.Flatten, L.Reshape, L.Transpose,
+                            L.Scores, L.Quantize)):
                 raise EdgeError(f"{_where(layer)}: cannot take real-valued data")
             if isinstance(layer, L.Affine):
                 graph.layers[i] = _requant(layer, ins[0])

@@ -72,7 +72,7 @@ def _float_in_faithful_mode(graph, tensor: str) -> bool:
             producer = graph.producer(tensor)
         except KeyError:
             return False
-        if isinstance(producer, (L.MaxPool, L.Flatten, L.Reshape)):
+        if isinstance(producer, (L.MaxPool, L.Flatten, L.Reshape, L.Transpose)):
             tensor = producer.inputs[0]
             continue
         weights = getattr(producer, "weights", None)
