@@ -196,12 +196,17 @@ def float_linear(layer: L.Dense | L.Conv2d, a: np.ndarray) -> np.ndarray:
     wf = np.asarray(w.float_values, dtype=np.float32)
     unit = np.asarray(w.unit, dtype=np.float32)
     a = np.asarray(a).astype(np.float32)
-    if isinstance(layer, L.Conv2d):
-        n = a.shape[0]
-        win = _windows(a, layer.kernel, layer.strides, layer.pads, layer.dilations, 0.0)
-        _, c, oh, ow, kh, kw = win.shape
-        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
-        y = (cols @ wf.T).astype(np.float32) / unit
+    if isinstance(layer, L.Conv2d):  # a GroupConv2d: each group its own channels and rows
+        n, g = a.shape[0], getattr(layer, "groups", 1)
+        cin, rows = layer.in_channels // g, wf.shape[0] // g
+        parts = []
+        for i in range(g):
+            win = _windows(a[:, i * cin:(i + 1) * cin], layer.kernel, layer.strides,
+                           layer.pads, layer.dilations, 0.0)
+            _, c, oh, ow, kh, kw = win.shape
+            cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+            parts.append((cols @ wf[i * rows:(i + 1) * rows].T).astype(np.float32))
+        y = np.concatenate(parts, axis=1) / unit
         return y.astype(np.float32).reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
     y = (a.reshape(a.shape[0], -1) @ wf.T).astype(np.float32) / unit
     return y.astype(np.float32)

@@ -106,6 +106,9 @@ class FixedLayers:
         return src
 
     def on_group_conv(self, i: int, layer: L.GroupConv2d) -> None:
+        if L.is_int8(layer.weights):  # 8-bit weights: never the ±1-weight kernels below
+            self.on_int8_conv(i, layer)
+            return
         g = layer.groups
         if g < 1 or layer.in_channels % g or layer.weights.rows % g:
             raise EdgeError(f"{_where(i, layer)}: {g} groups do not divide "

@@ -18,7 +18,7 @@ from edge_sdk.converters.onnx.calibrate import Calibration, check_set
 from . import schema
 from .reference import Reference
 
-LINEAR = ("CONV_2D", "FULLY_CONNECTED")
+LINEAR = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 CHUNK = 256  # samples per reference run: bounds the memory of the intermediate tensors
 
 
@@ -29,7 +29,7 @@ def key(index: int) -> str:
 
 def calibrate(model: schema.Model, x: np.ndarray) -> Calibration:
     """Run the reference over the calibration set `x` [N, *input shape] and record max |x| of
-    the data input of every CONV_2D / FULLY_CONNECTED."""
+    the data input of every CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED."""
     t_in = model.tensors[model.inputs[0]]
     x = check_set(x, tuple(t_in.shape[1:]), model.file)
     wanted = list(dict.fromkeys(

@@ -24,12 +24,14 @@ tensors is `AddTensors`, PRELU and RELU (also fused into ADD/MUL/SUB/DIV/CONV_2D
 DEPTHWISE_CONV_2D/CONCATENATION) are `PRelu`, MEAN over H, W and a whole-map
 AVERAGE_POOL_2D are `GlobalAvgPool`, CONCATENATION on the channels is `Concat`, and a binary
 DEPTHWISE_CONV_2D (±1 data from LceDequantize, ±a weights) is a `GroupConv2d` with one group
-per channel. The passes lower them to fixed point as for ONNX.
+per channel (with real weights or on real-valued data, calibrated to 8 bits like CONV_2D).
+The passes lower them to fixed point as for ONNX.
 
 int8 tensors (LCE's int8 conversion: int8 model input/output and a default int8 range) run
 TFLite's own integer kernels bit for bit (sdk/tflite_int8.py). A `Val` with `qp` (scale,
 zero point) holds the centred codes q - z as "int" data (the user feeds the codes q):
-CONV_2D and FULLY_CONNECTED are an `Int8Weights` conv/dense plus a `TflRequant`, MUL by a
+CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED are an `Int8Weights` conv (grouped for the
+depthwise one)/dense plus a `TflRequant`, MUL by a
 constant a `TflRequant`, ADD a `TflAdd`, PRELU a `TflPRelu`, MEAN over H, W a per-channel sum
 (`GroupConv2d` of ones) plus a `TflRequant`, MAX_POOL_2D and CONCATENATION (equal scales, as
 TFLite requires) the plain layers, LceQuantize of int8 data the "ge0" binarisation (bit 1
@@ -75,8 +77,8 @@ class Val:
 
 
 # Operators that read int8 tensors (their handlers check how); any other one is refused.
-INT8_OPS = {"CONV_2D", "DEQUANTIZE", "QUANTIZE", "LceQuantize", "PRELU", "MAX_POOL_2D", "MUL",
-            "ADD", "CONCATENATION", "MEAN", "FULLY_CONNECTED"}
+INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "QUANTIZE", "LceQuantize", "PRELU",
+            "MAX_POOL_2D", "MUL", "ADD", "CONCATENATION", "MEAN", "FULLY_CONNECTED"}
 
 
 def tflite_pads(size: tuple[int, int], kernel, stride, dilation, padding: str):
@@ -448,7 +450,26 @@ class Frontend:
         w, w_scale, w_zp = self.qconst(op.inputs[1], "filter")
         if w.ndim != 4 or w.shape[3] != x.info.shape[0]:
             self.fail(f"shape mismatch: filter {list(w.shape)} for {x.info.shape[0]} channels")
-        oc = w.shape[0]
+        rows = w.transpose(0, 3, 1, 2).reshape(w.shape[0], -1)
+        acc = self._conv(x, L.Int8Weights(rows.astype(np.int8)), w.shape[1:3], o.stride,
+                         o.dilation, o.padding, 0)
+        self._requant_int8(op, x, acc, w_scale, w_zp, o.activation, "ruy")
+
+    def _depthwise_int8(self, op: Operator, x: Val, o) -> None:
+        """int8 DEPTHWISE_CONV_2D: a `GroupConv2d` (one group per input channel) and a
+        `TflRequant` with MultiplyByQuantizedMultiplier's own rounding: TFLite's int8 depthwise
+        kernels do not go through ruy (measured on LCE's interpreter, int8_dw fixture)."""
+        w, w_scale, w_zp = self.qconst(op.inputs[1], "filter")
+        rows = self._depthwise_rows(w, x, o)
+        acc = self._conv(x, L.Int8Weights(rows.astype(np.int8)), w.shape[1:3], o.stride,
+                         o.dilation, o.padding, 0, groups=x.info.shape[0])
+        self._requant_int8(op, x, acc, w_scale, w_zp, o.activation, "")
+
+    def _requant_int8(self, op: Operator, x: Val, acc: Val, w_scale, w_zp, activation: str,
+                      rounding: str) -> None:
+        """The int32 accumulators of an int8 conv to int8 codes: bias, per-channel
+        QuantizeMultiplier(s_in * s_w / s_out) in double, activation clamp."""
+        oc = acc.info.shape[0]
         if np.any(w_zp != 0):
             self.fail("int8 filter with a nonzero zero point (TFLite requires 0)")
         if w_scale.size not in (1, oc):
@@ -457,21 +478,18 @@ class Frontend:
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             bt = self.tensor(op.inputs[2])
             if bt.data is None or bt.type_code != 2 or bt.data.shape != (oc,):
-                self.fail("the bias of an int8 CONV_2D must be a constant int32 [O]")
+                self.fail(f"the bias of an int8 {op.name} must be a constant int32 [O]")
             bias = bt.data.astype(np.int64)
-        rows = w.transpose(0, 3, 1, 2).reshape(oc, -1)
-        acc = self._conv(x, L.Int8Weights(rows.astype(np.int8)), w.shape[1:3], o.stride,
-                         o.dilation, o.padding, 0)
         s_in = np.float64(np.float32(x.qp[0]))
         s_out, zp = self.qp(op.outputs[0])
         scales = np.broadcast_to(w_scale, (oc,))
         mults = [self.mult(float(s_in * np.float64(s) / np.float64(np.float32(s_out))),
                            "conv multiplier") for s in scales]
-        lo, hi = self.act8(o.activation)
+        lo, hi = self.act8(activation)
         name, info = self.emit(L.TflRequant, [acc.tensor], factor=np.ones(oc, np.int64),
                                bias=bias, mult=np.array([m for m, _ in mults], np.int64),
                                shift=np.array([e for _, e in mults], np.int64), zero_point=zp,
-                               lo=lo, hi=hi, rounding="ruy")
+                               lo=lo, hi=hi, rounding=rounding)
         self.put(self.int8_out(name, info, acc))
 
     def _fc_int8(self, op: Operator, x: Val, activation: str) -> None:
@@ -654,13 +672,17 @@ class Frontend:
         Binary/ternary (±a per row) first; otherwise, with a calibration set, real weights
         quantised to 8 bits as the ONNX path does (converters/onnx/calibrate.py), a `Quantize`
         before real-valued data (integer data, e.g. the model input, is read as it is)."""
-        try:
-            cw = classify(rows, self.where())
-            return L.IntWeights(cw.values), cw.scale, v
-        except EdgeError as exc:
-            if self.calibration is None:
-                raise EdgeError(f"{exc}; float 8-bit layers need a calibration set "
-                                "(--calibrate X.npy)") from None
+        if v.info.kind != "float":  # ±a weights on real-valued data: an 8-bit layer too
+            try:
+                cw = classify(rows, self.where())
+                return L.IntWeights(cw.values), cw.scale, v
+            except EdgeError as exc:
+                if self.calibration is None:
+                    raise EdgeError(f"{exc}; float 8-bit layers need a calibration set "
+                                    "(--calibrate X.npy)") from None
+        elif self.calibration is None:
+            self.fail("a float layer on real-valued data needs a calibration set "
+                      "(--calibrate X.npy) to run as an 8-bit layer")
         rows = np.asarray(rows, np.float32)
         if not np.all(np.isfinite(rows)):
             self.fail("weights hold NaN or infinity")
@@ -686,18 +708,20 @@ class Frontend:
         return self.affine(out, ops)
 
     def _conv(self, x: Val, weights: np.ndarray | L.Weights, kernel, stride, dilation,
-              padding: str, pad_value: int) -> Val:
+              padding: str, pad_value: int, groups: int = 1) -> Val:
         if min(stride) < 1 or min(dilation) < 1:
             self.fail(f"strides {list(stride)} and dilations {list(dilation)} must be >= 1")
         c, h, w = x.info.shape
         pads = tflite_pads((h, w), kernel, stride, dilation, padding)
         if isinstance(weights, np.ndarray):
             weights = L.IntWeights(weights)
-        name, info = self.emit(L.Conv2d, [x.tensor], weights=weights,
-                               in_channels=c, kernel=tuple(int(k) for k in kernel),
+        extra = {"groups": groups} if groups != 1 else {}
+        name, info = self.emit(L.GroupConv2d if groups != 1 else L.Conv2d, [x.tensor],
+                               weights=weights, in_channels=c,
+                               kernel=tuple(int(k) for k in kernel),
                                strides=tuple(int(s) for s in stride), pads=pads,
                                dilations=tuple(int(d) for d in dilation),
-                               pad_value=pad_value if any(pads) else 0)
+                               pad_value=pad_value if any(pads) else 0, **extra)
         o, oh, ow = info.shape
         return Val(name, info, "chw", (oh, ow, o))
 
@@ -979,36 +1003,36 @@ class Frontend:
         self.put(self.fused(out, act))
 
     def op_DEPTHWISE_CONV_2D(self, op: Operator):
-        """Binary depthwise conv (Larq QuantDepthwiseConv2D: ±1 data from LceDequantize, ±a
-        float weights with the BatchNorm folded in): a `GroupConv2d` with one group per input
-        channel. A float depthwise conv on real-valued data has no binary form: refused."""
+        """A `GroupConv2d` with one group per input channel. Binary (Larq
+        QuantDepthwiseConv2D: ±1 data from LceDequantize, ±a float weights with the BatchNorm
+        folded in), int8 (LCE's int8 conversion), or a float depthwise conv with real weights
+        (QuickNet's stem), which a calibration set makes an 8-bit layer as for CONV_2D."""
         o = schema.depthwise_options(op)
         self._inputs(op, 2)
         x = self.as_chw(self.val(op.inputs[0]))
-        if x.info.kind == "float":
-            self.fail("DEPTHWISE_CONV_2D on real-valued data (a float depthwise conv) is not "
-                      "supported; only binary ones (±1 or integer input, ±a weights per channel)")
+        if x.qp is not None:
+            self._depthwise_int8(op, x, o)
+            return
+        if x.info.kind == "float" and self.calibration is None:
+            self.fail("DEPTHWISE_CONV_2D on real-valued data (a float depthwise conv) needs a "
+                      "calibration set (--calibrate X.npy) to run as an 8-bit layer")
         w = self.const(op.inputs[1], "filter")
+        rows = self._depthwise_rows(w, x, o)
+        weights, scale, x = self._weights(rows, x, op)
+        out = self._conv(x, weights, w.shape[1:3], o.stride, o.dilation, o.padding, 0,
+                         groups=x.info.shape[0])
+        self.put(self.fused(self._scale_bias(out, scale, op), o.activation))
+
+    def _depthwise_rows(self, w: np.ndarray, x: Val, o) -> np.ndarray:
+        """A depthwise filter [1, kh, kw, C * multiplier] as IR rows [O, kh*kw] (output
+        channel c * multiplier + j reads input channel c: one input channel per row)."""
         c = x.info.shape[0]
         if w.ndim != 4 or w.shape[0] != 1:
             self.fail(f"filter must be [1, kh, kw, C * multiplier], got shape {list(w.shape)}")
         if o.multiplier < 1 or w.shape[3] != c * o.multiplier:
             self.fail(f"shape mismatch: the filter has {w.shape[3]} channels, the data {c} "
                       f"with depth multiplier {o.multiplier}")
-        if min(o.stride) < 1 or min(o.dilation) < 1:
-            self.fail(f"strides {list(o.stride)} and dilations {list(o.dilation)} must be >= 1")
-        kernel = w.shape[1:3]
-        rows = w[0].transpose(2, 0, 1).reshape(w.shape[3], -1)  # [O, kh*kw]: 1 channel/group
-        cw = classify(rows, self.where())
-        _, h, wd = x.info.shape
-        pads = tflite_pads((h, wd), kernel, o.stride, o.dilation, o.padding)
-        name, info = self.emit(L.GroupConv2d, [x.tensor], weights=L.IntWeights(cw.values),
-                               in_channels=c, kernel=tuple(int(k) for k in kernel),
-                               strides=tuple(int(s) for s in o.stride), pads=pads,
-                               dilations=tuple(int(d) for d in o.dilation), groups=c)
-        oc, oh, ow = info.shape
-        out = Val(name, info, "chw", (oh, ow, oc))
-        self.put(self.fused(self._scale_bias(out, cw.scale, op), o.activation))
+        return w[0].transpose(2, 0, 1).reshape(w.shape[3], -1)
 
     def op_SIGN(self, op: Operator):
         """SIGN; the Larq spelling sign(sign(x) + c), 0 < |c| < 1, is one ±1 binarisation."""

@@ -208,8 +208,25 @@ class Reference:
         return _activation(acc, o.activation)
 
     def op_DEPTHWISE_CONV_2D(self, op: Operator) -> np.ndarray:
-        """Output channel o = c * multiplier + j reads input channel c (zero padding)."""
+        """Output channel o = c * multiplier + j reads input channel c (zero padding). int8:
+        TFLite's depthwise kernels requantise with MultiplyByQuantizedMultiplier's own
+        rounding (no ruy), per channel, multiplier in double."""
         o = schema.depthwise_options(op)
+        if self.int8(op.inputs[0]):
+            s_in, z_in = self.sz(op.inputs[0])
+            x = self.get(op.inputs[0]).astype(np.int64) - z_in  # padding holds z_in: 0 here
+            w = self.get(op.inputs[1]).astype(np.int64)
+            pads = tflite_pads(x.shape[1:3], w.shape[1:3], o.stride, o.dilation, o.padding)
+            win = np.repeat(_windows(x, w.shape[1:3], o.stride, o.dilation, pads, 0),
+                            o.multiplier, axis=-1)
+            acc = np.einsum("nyxijo,ijo->nyxo", win, w[0])
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                acc = acc + self.get(op.inputs[2]).astype(np.int64)
+            s_w = np.broadcast_to(self.q[op.inputs[1]].scale, (w.shape[3],))
+            s_out, _ = self.sz(op.outputs[0])
+            me = [_qmult(float(s_in) * float(sw) / float(s_out)) for sw in s_w]
+            y = _mbqm(acc, [m for m, _ in me], [e for _, e in me], ruy=False)
+            return self.codes(op.outputs[0], y, o.activation)
         x, w = self.get(op.inputs[0]), self.get(op.inputs[1]).astype(np.float64)
         kernel = w.shape[1:3]
         pads = tflite_pads(x.shape[1:3], kernel, o.stride, o.dilation, o.padding)

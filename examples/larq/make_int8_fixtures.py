@@ -19,6 +19,9 @@ interpreter's value of every operator output, key "t<tensor index>") next to thi
             MUL and ADD by per-channel constants, MEAN (scale changes)
     pool    MAX_POOL_2D, CONCATENATION (equal scales), MEAN
     fc      MEAN, FULLY_CONNECTED (int8 weights, int32 bias)
+    dw      a 6x6x3 (RGB) input, DEPTHWISE_CONV_2D (3x3 SAME, whose negative ties tell
+            MultiplyByQuantizedMultiplier's rounding from ruy's; 3x3 stride 2 VALID, depth
+            multiplier 2, RELU), CONV_2D 1x1, MEAN
 """
 
 from __future__ import annotations
@@ -77,6 +80,16 @@ def model_fc(rng: np.random.Generator) -> tf.keras.Model:
     return tf.keras.Model(inp, fq(K.Dense(5, bias_initializer=BIAS)(g), -6.0, 6.0))
 
 
+def model_dw(rng: np.random.Generator) -> tf.keras.Model:
+    inp = K.Input((6, 6, 3))
+    x = fq(inp, -4.0, 4.0)
+    a = fq(K.DepthwiseConv2D(3, padding="same", bias_initializer=BIAS)(x), -6.0, 6.0)
+    b = fq(K.DepthwiseConv2D(3, strides=2, depth_multiplier=2, activation="relu",
+                             bias_initializer=BIAS)(a), 0.0, 5.0)
+    c = K.Conv2D(4, 1, bias_initializer=BIAS)(b)
+    return tf.keras.Model(inp, fq(K.GlobalAveragePooling2D()(c), -3.0, 3.0))
+
+
 def fix_int8_biases(fb: bytes) -> bytes:
     """LCE's converter (0.16, with `experimental_default_int8_range`) gives a float conv's bias
     the default int8 range, which TFLite's CONV_2D refuses (it needs int32 with scale
@@ -89,7 +102,8 @@ def fix_int8_biases(fb: bytes) -> bytes:
     for op in g.operators:
         code = m.operatorCodes[op.opcodeIndex]
         if max(code.builtinCode, code.deprecatedBuiltinCode) not in (
-                s.BuiltinOperator.CONV_2D, s.BuiltinOperator.FULLY_CONNECTED):
+                s.BuiltinOperator.CONV_2D, s.BuiltinOperator.DEPTHWISE_CONV_2D,
+                s.BuiltinOperator.FULLY_CONNECTED):
             continue
         if len(op.inputs) < 3 or op.inputs[2] < 0:
             continue
@@ -149,13 +163,14 @@ def every_output(fb: bytes, x: np.ndarray) -> dict[str, np.ndarray]:
 def main() -> None:
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
-    for name, build in (("ops", model_ops), ("pool", model_pool), ("fc", model_fc)):
+    for name, build in (("ops", model_ops), ("pool", model_pool), ("fc", model_fc),
+                        ("dw", model_dw)):
         model = build(rng)
         fb = lce.convert_keras_model(model, inference_input_type=tf.int8,
                                      inference_output_type=tf.int8,
                                      experimental_default_int8_range=(-8.0, 8.0))
         fb = fix_int8_biases(fb)
-        x = rng.integers(-128, 128, (N, 5, 5, 1)).astype(np.int8)
+        x = rng.integers(-128, 128, (N, *model.input_shape[1:])).astype(np.int8)
         y = np.asarray(lce.testing.Interpreter(fb, num_threads=1).predict(x))
         stem = f"int8_{name}"
         (HERE / f"{stem}.tflite").write_bytes(fb)
