@@ -167,3 +167,11 @@ def test_examples_whole_test_split(name):
     y = edge_sdk.load(path).run(x)
     assert_close_to_reference(y, run_onnxruntime(path, x), exact=False)
     assert (y.argmax(1) == labels).mean() > 0.9
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nhwc_input_with_a_transpose(tmp_path, seed):
+    """Keras-to-ONNX style: an [N, H, W, C] input, Transpose(0, 3, 1, 2), then the convs."""
+    m, _, _ = check(zoo.cnn(seed, in_shape=(3, 7, 6), channels=(6,), nhwc=True), tmp_path,
+                    (7, 6, 3), seed=seed)
+    assert [layer.kind for layer in m.ir.layers[:2]] == ["input", "transpose"]

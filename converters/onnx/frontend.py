@@ -311,6 +311,22 @@ class Frontend:
             out = self.emit(L.Reshape, [v.tensor], shape=shape)
         self.vals[node.output[0]] = out
 
+    def op_Transpose(self, node):
+        """A permutation of the data dimensions (the batch stays first): the IR `Transpose`.
+        Keras-to-ONNX exporters start image models with one, NHWC input to NCHW."""
+        v = self.val(node.input[0])
+        rank = len(v.info.shape) + 1
+        perm = [int(p) for p in self.attrs().get("perm", range(rank - 1, -1, -1))]
+        if sorted(perm) != list(range(rank)):
+            self.fail(f"perm {perm} is not a permutation of {rank} dimensions")
+        if perm[0] != 0:
+            self.fail(f"Transpose with perm {perm} moves the batch dimension")
+        if perm == list(range(rank)):
+            self.vals[node.output[0]] = v
+            return
+        self.vals[node.output[0]] = self.emit(L.Transpose, [v.tensor],
+                                              perm=tuple(p - 1 for p in perm[1:]))
+
     # ------------------------------------------------------------------ linear layers
     def _dense(self, v: Val, w_ok: np.ndarray, bias: np.ndarray | None, alpha: float = 1.0):
         if len(v.info.shape) != 1:

@@ -260,12 +260,14 @@ def cnn(
     weights: str = "pm1",
     n_out: int = 10,
     opset: int = DEFAULT_OPSET,
+    nhwc: bool = False,
 ) -> onnx.ModelProto:
     """[3x3 conv -> BN -> act]* -> optional MaxPool 2x2 -> Flatten/Reshape -> dense -> BN.
 
     Zero padding of binarized activations feeds real zeros into the next conv. The
     flatten is Flatten, Reshape [-1, K] or Reshape [0, -1], and the dense layer Gemm or
-    MatMul, both drawn from the seed.
+    MatMul, both drawn from the seed. `nhwc`: the input is [N, H, W, C] and a Transpose
+    (perm 0, 3, 1, 2) makes it NCHW, as Keras-to-ONNX exporters write image models.
     """
     c, h, w = (int(v) for v in in_shape)
     b.check_choice("act", act, b.ACT_KINDS)
@@ -274,9 +276,11 @@ def cnn(
         raise ValueError("cnn: sizes must be positive, pads >= 0, strides >= 1")
     rng = np.random.default_rng(seed)
     g = GraphBuilder("cnn", opset)
-    cur = g.add_input("x", ["N", c, h, w])
+    cur = g.add_input("x", ["N", h, w, c] if nhwc else ["N", c, h, w])
     if rng.random() < 0.5:
         cur = g.op("Relu", [cur])  # no-op on the non-negative input
+    if nhwc:
+        cur = g.op("Transpose", [cur], perm=[0, 3, 1, 2])
     ms_in = _INPUT_MS
     for i, co in enumerate(int(v) for v in channels):
         wt, wb = b.draw_weights(rng, weights, (co, c, 3, 3))
