@@ -146,3 +146,153 @@ def quantize(name: str, n: int, in_dtype: str, mult: int, shift: int, zero_point
             Y[i] = T.Cast("int32", c - T.int64(zero_point))
 
     return Kernel(name, func, (Param("x", "in"), Param("y", "out")))
+
+
+def _interior(n_out: int, size: int, k: int, stride: int, pad: int, dil: int
+              ) -> tuple[int, int]:
+    """[lo, hi) of the output positions along one axis whose k taps all fall inside the input
+    (empty, lo == hi, when none do)."""
+    lo = min(-(-pad // stride), n_out)  # first o with o * stride - pad >= 0
+    last = size - 1 + pad - (k - 1) * dil  # o * stride <= last
+    hi = min(last // stride + 1, n_out) if last >= 0 else 0
+    return lo, max(lo, hi)
+
+
+def int8_group_conv(name: str, g: Window, groups: int, in_dtype: str,
+                    ep: Epilogue | None = None) -> Kernel:
+    """Grouped (depthwise when g.c == groups) conv on integer [C][H][W] data, int8 weights
+    [O][ceil(K/4)] words of K = (C / groups) * KH * KW, output o reading input channels
+    (o // (O / groups)) * (C / groups) + i: out.size * K MACs, not the O * C * KH * KW of the
+    block-diagonal ordinary conv.
+
+    Padded taps hold 0. The output positions whose window stays inside the input (computed
+    here: constant loop bounds) take unchecked taps; only the border tests each tap, and the
+    load stays behind the test. Rows of up to 64 weights are unrolled whole (constant
+    indices, so the C compiler keeps weights in registers and reuses loaded inputs between
+    neighbouring pixels).
+
+    int32 output: output-channel major, the [O][OH][OW] layout. A row's K weights are
+    sign-extended once into a local array and swept over the whole map, so a depthwise 3x3
+    pixel is 9 multiply-adds on inputs partly reused from the previous pixel.
+
+    Fused threshold (`ep`): the bits of a pixel gather all O channels, so the sweep is pixel
+    major, each output channel's sum made from the input and the packed weights directly
+    (a group's inputs are few: nothing to share through a gathered patch).
+    """
+    out = outputs(g.o, g.oh * g.ow, ep)
+    fused, init, put, store = out.fused, out.init, out.put, out.store
+    cin = g.c // groups
+    rows = g.o // groups
+    k = cin * g.kh * g.kw
+    wpr = (k + 3) // 4
+    if g.bounded:
+        h_lo, h_hi = _interior(g.oh, g.h, g.kh, g.sh, g.pt, g.dh)
+        w_lo, w_hi = _interior(g.ow, g.w, g.kw, g.sw, g.pl, g.dw)
+    else:
+        h_lo, h_hi, w_lo, w_hi = 0, g.oh, 0, g.ow
+    unroll_c = k <= 64
+
+    def make_dot(checked: bool):
+        """acc[0] += sum over the row's taps of x * weight(i, r, s); `weight` a macro."""
+
+        @T.macro
+        def tap(X, W, wv, acc, o, c0, oh, ow, i, r, s):
+            ih = T.bind(oh * g.sh - g.pt + r * g.dh)
+            iw = T.bind(ow * g.sw - g.pl + s * g.dw)
+            kk = T.bind((i * g.kh + r) * g.kw + s)
+            if checked:
+                if 0 <= ih < g.h and 0 <= iw < g.w:
+                    if fused:
+                        acc[0] = acc[0] + T.Cast("int32", X[((c0 + i) * g.h + ih) * g.w + iw]) \
+                            * _sext(W[o * wpr + kk // 4], kk % 4)
+                    else:
+                        acc[0] = acc[0] + T.Cast("int32", X[((c0 + i) * g.h + ih) * g.w + iw]) \
+                            * wv[kk]
+            else:
+                if fused:
+                    acc[0] = acc[0] + T.Cast("int32", X[((c0 + i) * g.h + ih) * g.w + iw]) \
+                        * _sext(W[o * wpr + kk // 4], kk % 4)
+                else:
+                    acc[0] = acc[0] + T.Cast("int32", X[((c0 + i) * g.h + ih) * g.w + iw]) \
+                        * wv[kk]
+
+        @T.macro
+        def dot(X, W, wv, acc, o, c0, oh, ow):
+            acc[0] = 0
+            if unroll_c:
+                for i in T.unroll(cin):
+                    for r in T.unroll(g.kh):
+                        for s in T.unroll(g.kw):
+                            tap(X, W, wv, acc, o, c0, oh, ow, i, r, s)
+            else:
+                for i in range(cin):
+                    for r in T.unroll(g.kh):
+                        for s in T.unroll(g.kw):
+                            tap(X, W, wv, acc, o, c0, oh, ow, i, r, s)
+
+        return dot
+
+    def make_pixel(checked: bool):
+        """One output pixel: row o's value (int32 output), or every channel's bit (fused)."""
+        dot = make_dot(checked)
+
+        @T.macro
+        def pixel(X, W, Tb, Y, wv, o, oh, ow):
+            acc = T.alloc_buffer((1,), "int32")
+            if fused:
+                bits = T.alloc_buffer((out.local,), "uint32")
+                init(bits)
+                for gr in range(groups):
+                    for ro in range(rows):
+                        dot(X, W, wv, acc, gr * rows + ro, gr * cin, oh, ow)
+                        put(bits, Tb, gr * rows + ro, acc[0])
+                store(Y, Tb, bits, oh * g.ow + ow, out.plane)
+            else:
+                dot(X, W, wv, acc, o, (o // rows) * cin, oh, ow)
+                Y[(o * g.oh + oh) * g.ow + ow] = acc[0]
+
+        return pixel
+
+    inner, border = make_pixel(False), make_pixel(True)
+
+    @T.macro
+    def sweep(X, W, Tb, Y, wv, o):
+        """Every output pixel, the interior ones unchecked."""
+        for oh in range(h_lo):
+            for ow in range(g.ow):
+                border(X, W, Tb, Y, wv, o, oh, ow)
+        for oh in range(h_lo, h_hi):
+            for ow in range(w_lo):
+                border(X, W, Tb, Y, wv, o, oh, ow)
+            for ow in range(w_lo, w_hi):
+                inner(X, W, Tb, Y, wv, o, oh, ow)
+            for ow in range(w_hi, g.ow):
+                border(X, W, Tb, Y, wv, o, oh, ow)
+        for oh in range(h_hi, g.oh):
+            for ow in range(g.ow):
+                border(X, W, Tb, Y, wv, o, oh, ow)
+
+    @T.macro
+    def unpack_row(W, wv, o):
+        if unroll_c:
+            for j in T.unroll(wpr):
+                wd = T.bind(W[o * wpr + j])
+                for t in T.unroll(4):
+                    wv[j * 4 + t] = _sext(wd, t)
+        else:
+            for j in range(wpr):
+                wd = T.bind(W[o * wpr + j])
+                for t in T.unroll(4):
+                    wv[j * 4 + t] = _sext(wd, t)
+
+    @T.macro
+    def body(X, W, Tb, Y):
+        if fused:
+            sweep(X, W, Tb, Y, W, 0)  # `wv` unused: weights read packed
+        else:
+            wv = T.alloc_buffer((wpr * 4,), "int32")
+            for o in range(g.o):
+                unpack_row(W, wv, o)
+                sweep(X, W, Tb, Y, wv, o)
+
+    return Kernel(name, wrap(body, out, in_dtype, g.c * g.h * g.w, g.o * wpr), params(fused))

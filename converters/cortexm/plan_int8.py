@@ -2,7 +2,10 @@
 
 - Dense / Conv2d with `Int8Weights` -> `int8_dense` / `int8_conv` (kernels_int8.py): int8
   weights packed four per word, int32 accumulation, optional fused threshold (the BatchNorm +
-  sign after an 8-bit first conv folds into integer thresholds like any other). ±1 / ternary
+  sign after an 8-bit first conv folds into integer thresholds like any other). A
+  GroupConv2d with `Int8Weights` (TFLite int8 / calibrated depthwise convs, ONNX grouped
+  8-bit convs) -> `int8_group_conv`: each output reads its own group only, so the cost is
+  (C / groups) * KH * KW MACs per output, not the block-diagonal C * KH * KW. ±1 / ternary
   inputs (an 8-bit last layer reading signs) are unpacked to int32 first (`unpack_bits`).
 - Quantize -> `quantize`, with the M, S of sdk/fixedpoint.py recorded in the IR.
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 from ...errors import EdgeError
 from ...ir import layers as L
 from .kernels_copy import unpack_bits
-from .kernels_int8 import int8_conv, int8_dense, int8_words, quantize
+from .kernels_int8 import int8_conv, int8_dense, int8_group_conv, int8_words, quantize
 from .layout import Storage
 
 
@@ -62,11 +65,12 @@ class Int8Layers:
     def on_int8_conv(self, i: int, layer: L.Conv2d) -> None:
         from .plan import LayerCost
 
-        if isinstance(layer, L.GroupConv2d):
-            raise EdgeError(f"{_where(i, layer)}: 8-bit grouped convolutions have no Cortex-M "
-                            "kernel")
         if layer.pad_value:
             raise EdgeError(f"{_where(i, layer)}: +1 padding is for binary convolutions only")
+        groups = layer.groups if isinstance(layer, L.GroupConv2d) else 1
+        if groups < 1 or layer.in_channels % groups or layer.weights.rows % groups:
+            raise EdgeError(f"{_where(i, layer)}: {groups} groups do not divide "
+                            f"{layer.in_channels} input / {layer.weights.rows} output channels")
         info = self.infos[layer.inputs[0]]
         out = self.infos[layer.output]
         self.check_int(i, layer, out)
@@ -75,9 +79,17 @@ class Int8Layers:
         w = self.table("uint32_t", int8_words(layer.weights.values))
         dst, ep, t, note = self.compute_output(layer, out, g.o, g.oh * g.ow)
         shape = f"{g.c}x{g.h}x{g.w} -> {g.o}x{g.oh}x{g.ow}, kernel {g.kh}x{g.kw}"
-        self.emit(i, "conv_int8" + ("_thr" if ep else ""), int8_conv, (g, src.dtype, ep),
-                  [self.arg(src), w, *t, self.arg(dst)],
-                  f"layer {i}: conv {shape}, {src.dtype} input, int8 weights{note}")
+        if groups == 1:
+            self.emit(i, "conv_int8" + ("_thr" if ep else ""), int8_conv, (g, src.dtype, ep),
+                      [self.arg(src), w, *t, self.arg(dst)],
+                      f"layer {i}: conv {shape}, {src.dtype} input, int8 weights{note}")
+        else:
+            what = "depthwise" if groups == g.c else "grouped"
+            self.emit(i, "group_conv_int8" + ("_thr" if ep else ""), int8_group_conv,
+                      (g, groups, src.dtype, ep), [self.arg(src), w, *t, self.arg(dst)],
+                      f"layer {i}: {what} conv {shape}, {groups} groups, {src.dtype} input, "
+                      f"int8 weights{note}")
+        # weights.k is the per-group row length: out.size * (C / groups) * KH * KW MACs
         self.costs.append(LayerCost(i, layer.kind, out.size * layer.weights.k, False))
         if ep is None:
             self.env[layer.output] = dst
