@@ -27,10 +27,12 @@ from edge_sdk import bitpack
 from edge_sdk.converters.tflite import flexbuf, schema
 from edge_sdk.converters.tflite.reference import pack, run_reference
 from edge_sdk.errors import EdgeError
+from edge_sdk.ir.layers import GroupConv2d
 
 LARQ = EXAMPLES / "larq"
-FIXTURES = ["cnn_lce", "mlp_lce", "mlp_plain", "random_lce"]
-INT_OUTPUT = {"random_lce"}  # ends in a binary dense layer without float ops: exact integers
+FIXTURES = ["cnn_lce", "mlp_lce", "mlp_plain", "random_lce", "grouped_lce"]
+# end in a binary dense layer without float ops: exact integers
+INT_OUTPUT = {"random_lce", "grouped_lce"}
 
 
 # ---------------------------------------------------------------------------- fixtures vs LCE
@@ -508,8 +510,15 @@ def test_cli_inspect_run_check(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
+def test_grouped_bconvs_are_grouped(models):
+    """LCE's grouped LceBconv2d (filter words < input words): 2 and 3 groups of 32+ channels."""
+    groups = [layer.groups for layer in models["grouped_lce"].ir.layers
+              if isinstance(layer, GroupConv2d)]
+    assert groups == [2, 3]
+
+
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
-@pytest.mark.parametrize("name", ["cnn_lce", "random_lce"])
+@pytest.mark.parametrize("name", ["cnn_lce", "random_lce", "grouped_lce"])
 def test_plus_one_padding_on_fpga(tmp_path, name):
     """Larq's pad_values=1 convs under Icarus: the engine feeds +1 on padded taps; equal to
     the golden model (simulate --check) and to LCE's interpreter's reference outputs."""
@@ -525,7 +534,7 @@ def test_plus_one_padding_on_fpga(tmp_path, name):
                                np.load(LARQ / f"{name}_ref.npy")[:3], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["cnn_lce", "random_lce"])
+@pytest.mark.parametrize("name", ["cnn_lce", "random_lce", "grouped_lce"])
 def test_plus_one_padding_on_cortex_m(tmp_path, name):
     """Larq's pad_values=1 convs under QEMU: equal to the golden model (simulate --check) and
     to LCE's own interpreter outputs."""
@@ -538,7 +547,7 @@ def test_plus_one_padding_on_cortex_m(tmp_path, name):
                    "--check")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert_close_to_reference(np.load(tmp_path / "y.npy"), np.load(LARQ / f"{name}_ref.npy"),
-                              exact=name == "random_lce")
+                              exact=name in INT_OUTPUT)
 
 
 @pytest.mark.slow

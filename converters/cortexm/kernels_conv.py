@@ -29,9 +29,10 @@ def binary_conv(
 ) -> Kernel:
     """XNOR-popcount conv over per-pixel packed channels.
 
-    `pad_one` (Larq/LCE `pad_values=1`, binary operands only): a padded tap is a +1 input on
+    `pad_one` (Larq/LCE `pad_values=1`, ±1 activations): a padded tap is a +1 input on
     every real channel, so it is gathered as the words of an all-+1 pixel and counted like
-    any other tap: no mask, and every output sums KH*KW*C products.
+    any other tap: no activation mask, and every output sums KH*KW*C products (ternary
+    weights, e.g. a grouped conv's block-diagonal form, mask their zeros as anywhere else).
 
     Per output pixel the receptive field is gathered once into a local patch of KH*KW*CW
     words (padded taps as 0) and shared by all O output channels, each of which is then a
@@ -50,8 +51,8 @@ def binary_conv(
     a_len = a_plane * (2 if a_mask else 1)
     w_len = w_plane * (2 if w_mask else 1)
     masked = a_mask or w_mask
-    if pad_one and masked:
-        raise ValueError("+1 padding is for binary (unmasked) convolutions")
+    if pad_one and a_mask:
+        raise ValueError("+1 padding is for ±1 (unmasked) activations")
     zero_pads = g.bounded and not pad_one  # taps that must count 0
     need_pm = zero_pads or a_mask
     count_taps = zero_pads and not masked

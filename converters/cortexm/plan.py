@@ -325,9 +325,9 @@ class Planner(FixedLayers, Int8Layers, TfliteLayers):
         ternary = bool((values == 0).any())
         shape = f"{g.c}x{g.h}x{g.w} -> {g.o}x{g.oh}x{g.ow}, kernel {g.kh}x{g.kw}"
         pad_one = bool(getattr(layer, "pad_value", 0)) and g.bounded
-        if pad_one and (not src.is_bits or src.mask or ternary):
+        if pad_one and (not src.is_bits or src.mask):
             raise EdgeError(f"{_where(i, layer)}: +1 padding (Larq pad_values=1) is supported "
-                            "for binary inputs and weights only")
+                            "for ±1 inputs only")
         if src.is_bits:
             self.bits_as_chw(i, layer, src, info.shape)
             w = self.table("uint32_t", layout.conv_bits_weights(values, g.c, g.kh, g.kw))

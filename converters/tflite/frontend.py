@@ -1088,11 +1088,13 @@ class Frontend:
         if a.channels_in not in (None, channels):
             self.fail(f"shape mismatch: channels_in={a.channels_in}, the data has {channels}")
         ft = self.tensor(op.inputs[1])
-        values = lce.filter_values(self.const(op.inputs[1], "filter"), ft.type_code, channels,
-                                   self.where())
+        data = self.const(op.inputs[1], "filter")
+        groups = lce.bconv_groups(data, ft.type_code, channels, data.shape[0], self.where())
+        values = lce.filter_values(data, ft.type_code, channels // groups, self.where())
         kernel = values.shape[1:3]
         flat = values.transpose(0, 3, 1, 2).reshape(values.shape[0], -1)
-        out = self._conv(x, flat, kernel, a.stride, a.dilation, a.padding, a.pad_values)
+        out = self._conv(x, flat, kernel, a.stride, a.dilation, a.padding, a.pad_values,
+                         groups=groups)
         out_t = self.tensor(op.outputs[0])
         if out_t.type_code == 0:
             mult = self.const(self._arg(op, 2, "post_activation_multiplier"),

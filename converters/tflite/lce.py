@@ -92,6 +92,24 @@ def unpack_bits(words: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     return bits[..., :count], bits[..., count:]
 
 
+def bconv_groups(data: np.ndarray, type_code: int, channels: int, out_channels: int,
+                 where: str) -> int:
+    """Groups of an LceBconv2d, LCE's rule (bconv2d.cc Prepare): a bitpacked filter with fewer
+    words per tap than the input has is grouped, groups = input words / filter words, each
+    group a multiple of 32 channels and an equal share of the outputs. (LCE's converter keeps
+    other grouped binary convs as float CONV_2D.)"""
+    words = math.ceil(channels / 32)
+    if type_code != 2 or data.ndim != 4 or data.shape[3] in (0, words):
+        return 1
+    groups = words // data.shape[3]
+    if words % data.shape[3] or channels % groups or (channels // groups) % 32 \
+            or out_channels % groups:
+        raise EdgeError(f"{where}shape mismatch: a bitpacked filter of {data.shape[3]} words per "
+                        f"tap for {channels} input and {out_channels} output channels is "
+                        "neither one group nor groups of a multiple of 32 channels")
+    return groups
+
+
 def filter_values(data: np.ndarray, type_code: int, channels: int, where: str) -> np.ndarray:
     """An LceBconv2d filter as int8 ±1 values [O, kh, kw, channels]."""
     if data.ndim != 4:

@@ -398,14 +398,22 @@ class Reference:
         if x.dtype != np.int32:  # float input: LCE binarises it first
             x = pack(x)
         f_t = self.m.tensors[op.inputs[1]]
-        values = lce.filter_values(f_t.data, f_t.type_code, channels, f"{self.m.file}: ")
+        groups = lce.bconv_groups(f_t.data, f_t.type_code, channels, f_t.data.shape[0],
+                                  f"{self.m.file}: ")
+        values = lce.filter_values(f_t.data, f_t.type_code, channels // groups,
+                                   f"{self.m.file}: ")
         f_words = pack(values.astype(F32))
         kernel = values.shape[1:3]
-        k = kernel[0] * kernel[1] * channels
+        k = kernel[0] * kernel[1] * (channels // groups)
         pads = tflite_pads(x.shape[1:3], kernel, a.stride, a.dilation, a.padding)
         win = _windows(x, kernel, a.stride, a.dilation, pads, 0)  # 0 words = +1 values
-        xor = win[:, :, :, None] ^ f_words[None, None, None]  # [N, OH, OW, O, kh, kw, W]
-        popcount = np.bitwise_count(xor.view(np.uint32)).sum(axis=(4, 5, 6), dtype=np.int64)
+        # group g: its words of the input (a group is a multiple of 32 channels) x its rows
+        gw, go = win.shape[-1] // groups, values.shape[0] // groups
+        popcount = np.concatenate([np.bitwise_count(
+            (win[:, :, :, None, ..., g * gw:(g + 1) * gw] ^ f_words[None, None, None,
+                                                                   g * go:(g + 1) * go])
+            .view(np.uint32)).sum(axis=(4, 5, 6), dtype=np.int64) for g in range(groups)],
+            axis=3)  # [N, OH, OW, O]
         y = k - 2 * popcount
         if a.pad_values == 0 and any(pads):
             # zero padding: LCE removes the +1 the padded taps contributed
