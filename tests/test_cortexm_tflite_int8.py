@@ -40,7 +40,7 @@ from edge_sdk.passes.fixed_point import tflite_int8_targets
 from edge_sdk.passes.pipeline import lower
 
 LARQ = Path(__file__).resolve().parent.parent / "examples" / "larq"
-FIXTURES = ["resnet_int8", "int8_ops", "int8_pool", "int8_fc"]
+FIXTURES = ["resnet_int8", "int8_ops", "int8_pool", "int8_fc", "int8_dw"]
 QEMU_INPUTS = 3
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which(
     "qemu-system-arm") is not None
@@ -102,6 +102,8 @@ def test_plan_uses_the_tflite_kernels(graphs):
             "quantize", "concat"} <= kinds
     kinds = {s.spec.kind for s in make_plan(graphs["int8_fc"]).steps}
     assert {"tfl_requant", "dense_int8"} <= kinds
+    kinds = {s.spec.kind for s in make_plan(graphs["int8_dw"]).steps}
+    assert {"transpose", "tfl_requant"} <= kinds and any("group" in k for k in kinds)
 
 
 def test_generated_c_is_deterministic(graphs):

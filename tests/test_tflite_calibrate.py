@@ -228,3 +228,98 @@ def test_cli_run_check_with_calibrate(models, tmp_path):
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"),
                                   m.run(np.load(x), fixed_point=True))
+
+
+# ------------------------------------------------------------------ QuickNet-style stem
+def write_dw_model(path, seed: int = 0):
+    """input [1, 6, 6, 3] (RGB) -> CONV_2D 3x3 (real weights, bias, RELU) -> DEPTHWISE_CONV_2D
+    3x3 stride 2, depth multiplier 2 (real weights on real-valued data, bias) -> LceQuantize ->
+    LceBconv2d (±1, SAME, +1 padding, float output) -> MEAN -> FULLY_CONNECTED -> [1, 5]:
+    QuickNet's stem (conv + depthwise conv), both 8-bit layers after calibration."""
+    from test_tflite_resnet import DEPTHWISE, depthwise_opts
+
+    rng = np.random.default_rng(seed)
+    w = Writer()
+    x = w.tensor([1, H, W, 3], name="rgb", signature=[-1, H, W, 3])
+    a0 = w.tensor([1, H, W, C0])
+    stem = rng.normal(0, 0.02, (C0, 3, 3, 3)).astype(np.float32)
+    w.op(CONV, [x, w.const(stem), w.const(rng.normal(0, 0.5, C0).astype(np.float32))], [a0],
+         conv_opts(0, (1, 1), (1, 1), act=1))
+    a1 = w.tensor([1, H // 2, W // 2, 2 * C0])
+    dw = rng.normal(0, 0.3, (1, 3, 3, 2 * C0)).astype(np.float32)
+    w.op(DEPTHWISE, [a0, w.const(dw), w.const(rng.normal(0, 0.5, 2 * C0).astype(np.float32))],
+         [a1], depthwise_opts(0, (2, 2), 2))
+    q1 = w.tensor([1, H // 2, W // 2, 1], type_code=2)
+    w.op(CUSTOM, [a1], [q1], custom=lce("LceQuantize"))
+    attrs = {"channels_in": 2 * C0, "dilation_height_factor": 1, "dilation_width_factor": 1,
+             "fused_activation_function": 0, "pad_values": 1, "padding": 0,
+             "stride_height": 1, "stride_width": 1}
+    filt = w.const(pack(rng.choice([-1.0, 1.0], (C1, 3, 3, 2 * C0)).astype(np.float32)), 2)
+    a2 = w.tensor([1, H // 2, W // 2, C1])
+    w.op(CUSTOM, [q1, filt, w.const(rng.uniform(0.05, 0.2, C1).astype(np.float32)),
+                  w.const(rng.normal(0, 0.5, C1).astype(np.float32)), -1], [a2],
+         custom=lce("LceBconv2d", attrs))
+    f = w.tensor([1, C1])
+    w.op(MEAN, [a2, w.const(np.int32([1, 2]))], [f], reducer_opts(False))
+    out = w.tensor([1, CLASSES], name="logits")
+    dense = rng.normal(0, 1 / math.sqrt(C1), (CLASSES, C1)).astype(np.float32)
+    w.op(FC, [f, w.const(dense), w.const(rng.normal(0, 0.1, CLASSES).astype(np.float32))],
+         [out])
+    path.write_bytes(w.build([x], [out]))
+    return path
+
+
+def rgb_inputs(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).integers(LO, HI + 1, (n, H, W, 3)).astype(np.float32)
+    x[0], x[1] = LO, HI
+    return x
+
+
+@pytest.fixture(scope="module")
+def dw_model(tmp_path_factory):
+    path = write_dw_model(tmp_path_factory.mktemp("tflite_dw") / "dw.tflite")
+    return path, edge_sdk.load(path, input_range=(LO, HI), calibration=rgb_inputs(64, seed=7))
+
+
+def test_depthwise_stem_is_an_8bit_grouped_conv(dw_model):
+    _, m = dw_model
+    (g,) = [layer for layer in m.source.layers if isinstance(layer, L.GroupConv2d)]
+    assert isinstance(g.weights, L.Int8Weights) and g.groups == C0
+    assert any(isinstance(layer, L.Transpose) for layer in m.source.layers)
+    quant = [layer for layer in m.source.layers if isinstance(layer, L.Quantize)]
+    assert len(quant) == 2  # before the depthwise conv and before the dense head
+
+
+def test_depthwise_stem_faithful_and_fixed_point_against_reference(dw_model):
+    path, m = dw_model
+    x = rgb_inputs(500, seed=1)
+    ref = run_reference(path, x)
+    assert_close_to_reference(m.run(x), ref, exact=False)
+    agree = np.mean(m.run(x, fixed_point=True).argmax(1) == ref.argmax(1))
+    assert agree >= 0.97, agree
+
+
+def test_depthwise_stem_cortex_m_host_bit_exact(dw_model, tmp_path):
+    _, m = dw_model
+    cm = build(m.ir)
+    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
+                     cm.info.output_size)
+    x = rgb_inputs(200, seed=3)
+    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)),
+                                  _want(m.ir, x))
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
+def test_depthwise_stem_fpga_bit_exact(dw_model, tmp_path):
+    _, m = dw_model
+    x = rgb_inputs(3, seed=6)
+    sim = m.convert("fpga", tmp_path / "fpga", board="sim").simulate(x)
+    np.testing.assert_array_equal(sim.output, m.run(x, fixed_point=True))
+
+
+def test_float_depthwise_without_calibration_names_calibrate(dw_model):
+    path, _ = dw_model
+    with pytest.raises(EdgeError) as info:
+        edge_sdk.load(path, input_range=(LO, HI))
+    msg = str(info.value)
+    assert "\n" not in msg and "--calibrate" in msg, msg
