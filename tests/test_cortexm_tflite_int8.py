@@ -40,7 +40,7 @@ from edge_sdk.passes.fixed_point import tflite_int8_targets
 from edge_sdk.passes.pipeline import lower
 
 LARQ = Path(__file__).resolve().parent.parent / "examples" / "larq"
-FIXTURES = ["resnet_int8", "int8_ops", "int8_pool", "int8_fc", "int8_dw"]
+FIXTURES = ["resnet_int8", "int8_ops", "int8_pool", "int8_fc", "int8_dw", "int8_flat"]
 QEMU_INPUTS = 3
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which(
     "qemu-system-arm") is not None

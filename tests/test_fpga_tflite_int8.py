@@ -254,7 +254,7 @@ def test_add_left_shift_and_multipliers(two, dsp):
 
 
 # ------------------------------------------------------------------ whole models (Icarus)
-FIXTURES = ["int8_ops", "int8_pool", "int8_fc", "int8_dw", "resnet_int8"]
+FIXTURES = ["int8_ops", "int8_pool", "int8_fc", "int8_dw", "int8_flat", "resnet_int8"]
 
 
 def _check_model(name: str, n: int, tmp_path: Path, start: int = 0) -> None:
@@ -268,7 +268,7 @@ def _check_model(name: str, n: int, tmp_path: Path, start: int = 0) -> None:
 
 @needs_icarus
 @pytest.mark.parametrize("name,n", [("int8_ops", 4), ("int8_pool", 4), ("int8_fc", 4),
-                                    ("int8_dw", 4), ("resnet_int8", 2)])
+                                    ("int8_dw", 4), ("int8_flat", 4), ("resnet_int8", 2)])
 def test_fixtures_on_icarus(name, n, tmp_path):
     """Generated Verilog under cocotb + Icarus == run --fixed-point on the fixtures' inputs."""
     _check_model(name, n, tmp_path)

@@ -99,8 +99,8 @@ def test_every_int8_tensor_equals_the_interpreter(stem):
             continue
         v = fe.vals[t]
         got = env[v.tensor] + v.qp[1]
-        if v.layout == "chw":
-            got = got.transpose(0, 2, 3, 1)
+        if v.layout in ("chw", "hwc_flat"):  # the IR holds CHW, TFLite HWC
+            got = got.reshape(len(x), *v.info.shape).transpose(0, 2, 3, 1)
         ref = want[f"t{t}"]
         np.testing.assert_array_equal(got.reshape(ref.shape), ref.astype(np.int64),
                                       err_msg=f"operator #{op.index} {op.name}")

@@ -33,8 +33,8 @@ zero point) holds the centred codes q - z as "int" data (the user feeds the code
 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED are an `Int8Weights` conv (grouped for the
 depthwise one)/dense plus a `TflRequant`, MUL by a
 constant a `TflRequant`, ADD a `TflAdd`, PRELU a `TflPRelu`, MEAN over H, W a per-channel sum
-(`GroupConv2d` of ones) plus a `TflRequant`, MAX_POOL_2D and CONCATENATION (equal scales, as
-TFLite requires) the plain layers, LceQuantize of int8 data the "ge0" binarisation (bit 1
+(`GroupConv2d` of ones) plus a `TflRequant`, MAX_POOL_2D, RESHAPE and CONCATENATION (equal
+scales, as TFLite requires) the plain layers, LceQuantize of int8 data the "ge0" binarisation (bit 1
 iff q < z), DEQUANTIZE a float `Affine` and QUANTIZE a `Quantize` with TFLite's rounding; an
 int8 model output gets its zero point back (the output holds the codes). Other operators on
 int8 tensors, int8->int8 QUANTIZE, uint8/int16 tensors, per-channel activation or operand
@@ -78,7 +78,7 @@ class Val:
 
 # Operators that read int8 tensors (their handlers check how); any other one is refused.
 INT8_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "QUANTIZE", "LceQuantize", "PRELU",
-            "MAX_POOL_2D", "MUL", "ADD", "CONCATENATION", "MEAN", "FULLY_CONNECTED"}
+            "MAX_POOL_2D", "MUL", "ADD", "CONCATENATION", "MEAN", "FULLY_CONNECTED", "RESHAPE"}
 
 
 def tflite_pads(size: tuple[int, int], kernel, stride, dilation, padding: str):
@@ -800,7 +800,7 @@ class Frontend:
 
     def _flat(self, v: Val) -> Val:
         if v.layout == "chw":
-            return Val(v.tensor, v.info, "hwc_flat", (math.prod(v.tshape),))
+            return Val(v.tensor, v.info, "hwc_flat", (math.prod(v.tshape),), qp=v.qp)
         if v.layout == "raw" and len(v.tshape) != 1:
             return self.as_vec(v)
         return v  # already flat
@@ -808,11 +808,11 @@ class Frontend:
     def _image(self, v: Val, shape: tuple[int, int, int]) -> Val:
         h, w, c = shape
         if v.layout == "hwc_flat" and v.info.shape == (c, h, w):
-            return Val(v.tensor, v.info, "chw", shape)
+            return Val(v.tensor, v.info, "chw", shape, qp=v.qp)
         if v.layout in ("vec", "raw") and v.perm is None and len(v.tshape) == 1 \
                 and _hwc_to_chw(h, w, c) is None:
             name, info = self.emit(L.Reshape, [v.tensor], shape=(c, h, w))
-            return Val(name, info, "chw", shape)
+            return Val(name, info, "chw", shape, qp=v.qp)
         self.fail(f"reshape to an image [1, {h}, {w}, {c}] with several channels and pixels is "
                   "not supported (it would need an NHWC -> NCHW transpose)")
 

@@ -22,6 +22,8 @@ interpreter's value of every operator output, key "t<tensor index>") next to thi
     dw      a 6x6x3 (RGB) input, DEPTHWISE_CONV_2D (3x3 SAME, whose negative ties tell
             MultiplyByQuantizedMultiplier's rounding from ruy's; 3x3 stride 2 VALID, depth
             multiplier 2, RELU), CONV_2D 1x1, MEAN
+    flat    a 6x6x3 input, CONV_2D 3x3 stride 2 + RELU, MAX_POOL_2D, RESHAPE (flatten, HWC
+            order), FULLY_CONNECTED
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ def model_dw(rng: np.random.Generator) -> tf.keras.Model:
                              bias_initializer=BIAS)(a), 0.0, 5.0)
     c = K.Conv2D(4, 1, bias_initializer=BIAS)(b)
     return tf.keras.Model(inp, fq(K.GlobalAveragePooling2D()(c), -3.0, 3.0))
+
+
+def model_flat(rng: np.random.Generator) -> tf.keras.Model:
+    inp = K.Input((6, 6, 3))
+    x = fq(inp, -4.0, 4.0)
+    c = fq(K.Conv2D(8, 3, strides=1, activation="relu", bias_initializer=BIAS)(x), 0.0, 6.0)
+    p = K.MaxPool2D(2)(c)
+    return tf.keras.Model(inp, fq(K.Dense(6, bias_initializer=BIAS)(K.Flatten()(p)), -6.0, 6.0))
 
 
 def fix_int8_biases(fb: bytes) -> bytes:
@@ -164,7 +174,7 @@ def main() -> None:
     tf.keras.utils.set_random_seed(SEED)
     rng = np.random.default_rng(SEED)
     for name, build in (("ops", model_ops), ("pool", model_pool), ("fc", model_fc),
-                        ("dw", model_dw)):
+                        ("dw", model_dw), ("flat", model_flat)):
         model = build(rng)
         fb = lce.convert_keras_model(model, inference_input_type=tf.int8,
                                      inference_output_type=tf.int8,
