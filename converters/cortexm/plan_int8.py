@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ...errors import EdgeError
 from ...ir import layers as L
+from . import layout
 from .kernels_copy import unpack_bits
 from .kernels_int8 import int8_conv, int8_dense, int8_group_conv, int8_words, quantize
 from .layout import Storage
@@ -63,6 +64,10 @@ class Int8Layers:
             self.env[layer.output] = dst
 
     def on_int8_conv(self, i: int, layer: L.Conv2d) -> None:
+        """Conv2d / GroupConv2d on integer data. The weights are read through
+        `layout.weight_values`, so ±1 / ternary weights (IntWeights, PackedWeights) work too:
+        a grouped conv of ones on integer data (TFLite's average-pool sums) costs its grouped
+        MACs here instead of the block-diagonal ones, if plan_fixed routes it here."""
         from .plan import LayerCost
 
         if layer.pad_value:
@@ -76,7 +81,7 @@ class Int8Layers:
         self.check_int(i, layer, out)
         src = self.int8_source(i, layer)
         g = self.window(info, out, layer.kernel, layer.strides, layer.pads, layer.dilations)
-        w = self.table("uint32_t", int8_words(layer.weights.values))
+        w = self.table("uint32_t", int8_words(layout.weight_values(layer.weights)))
         dst, ep, t, note = self.compute_output(layer, out, g.o, g.oh * g.ow)
         shape = f"{g.c}x{g.h}x{g.w} -> {g.o}x{g.oh}x{g.ow}, kernel {g.kh}x{g.kw}"
         if groups == 1:
