@@ -409,3 +409,20 @@ def test_depthwise_costs_a_fraction_of_the_block_diagonal_conv(tmp_path):
           f"{counts['block']:.0f} instructions")
     assert counts["grouped"] * 10 < counts["block"]
     assert counts["grouped"] < 4 * c * h * h * 9  # under 4 instructions per grouped MAC
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("make, tensors", [(_depthwise_graph, {"d1", "d2", "p"}),
+                                           (_thr_graph, {"d", "t"})])
+def test_every_tensor_on_the_device_equals_fixed_point_golden(tmp_path, make, tensors):
+    """The debug firmware (every buffer kept, thresholds unfused) under unicorn: the grouped
+    accumulators and every other tensor equal golden.run_all."""
+    from edge_sdk.converters.cortexm import debug_dumps
+
+    ir = make(5)
+    x = _inputs(ir, 4, seed=6)
+    env = golden.run_all(ir, x, fixed_point=True)
+    dumps = debug_dumps.dump(ir, x, tmp_path / "debug")
+    assert tensors <= set(dumps)
+    for tensor, got in dumps.items():
+        np.testing.assert_array_equal(got, env[tensor], err_msg=tensor)
