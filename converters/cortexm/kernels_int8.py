@@ -13,6 +13,13 @@ A byte is sign-extended arithmetically, ((b ^ 128) - 128), so no implementation-
 conversion is involved. Outputs as the other compute kernels (kernel_io.py): int32
 accumulators, or bits through a fused threshold.
 
+Grouped / depthwise convs (`int8_group_conv`, a GroupConv2d with 8-bit weights: TFLite int8 and
+calibrated DEPTHWISE_CONV_2D, ONNX grouped 8-bit convs) keep each output's (C / groups) * KH * KW
+weights only, same word layout, and sweep each output channel over the map with the interior
+taps unchecked: a depthwise 3x3 costs ~3 Cortex-M4 instructions per MAC. The same layer as an
+ordinary conv with block-diagonal weights does C times the MACs: 28x the instructions at 16
+channels, 16x16 (measured with unicorn, tests/test_cortexm_int8_group.py).
+
 Quantize (sdk/fixedpoint.py): q = clip(((x * M + 2**(S-1)) >> S) + z, lo, hi) - z, the product
 in int64 (GCC's arithmetic `>>`, as kernels_fixed.py explains).
 """
