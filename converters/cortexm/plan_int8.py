@@ -70,17 +70,17 @@ class Int8Layers:
         MACs here instead of the block-diagonal ones, if plan_fixed routes it here."""
         from .plan import LayerCost
 
-        if layer.pad_value:
-            raise EdgeError(f"{_where(i, layer)}: +1 padding is for binary convolutions only")
         groups = layer.groups if isinstance(layer, L.GroupConv2d) else 1
         if groups < 1 or layer.in_channels % groups or layer.weights.rows % groups:
             raise EdgeError(f"{_where(i, layer)}: {groups} groups do not divide "
                             f"{layer.in_channels} input / {layer.weights.rows} output channels")
         info = self.infos[layer.inputs[0]]
         out = self.infos[layer.output]
+        g = self.window(info, out, layer.kernel, layer.strides, layer.pads, layer.dilations)
+        if layer.pad_value and g.bounded:  # padded taps hold 0 here (centred integers)
+            raise EdgeError(f"{_where(i, layer)}: +1 padding is for binary convolutions only")
         self.check_int(i, layer, out)
         src = self.int8_source(i, layer)
-        g = self.window(info, out, layer.kernel, layer.strides, layer.pads, layer.dilations)
         w = self.table("uint32_t", int8_words(layout.weight_values(layer.weights)))
         dst, ep, t, note = self.compute_output(layer, out, g.o, g.oh * g.ow)
         shape = f"{g.c}x{g.h}x{g.w} -> {g.o}x{g.oh}x{g.ow}, kernel {g.kh}x{g.kw}"
