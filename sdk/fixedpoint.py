@@ -42,6 +42,13 @@ a_c = round(slope_c * 2**15) (int32; the product in int64). ReLU is PReLU with s
 Global average over n = H*W positions (same frac): y = (sum * R + 2**(S-1)) >> S with
 R = round(2**S / n), S = GAP_SHIFT = 24; sum and product in int64.
 
+Windowed average (AvgPool, same frac): per output position, y = (sum * R_n + 2**(S-1)) >> S
+with the window's sum over its taps inside the map (padded taps hold 0), n its divisor (the
+kernel size with count_include_pad, else the taps inside the map), R_n = round(2**S / n) as
+for the global average, S = GAP_SHIFT; sum and product in int64. One rounding, as the global
+average: the result is within half a step plus |sum| * |R_n - 2**S / n| / 2**S of the exact
+mean (<= 2**-S relative for n <= 2**S), and equal for n a power of two (R_n exact).
+
 Quantize (the input of an 8-bit layer, issue #11): a fixed tensor x (frac f) onto the integer
 grid of a quantiser with real scale s, zero point z and codes [lo, hi]:
 
@@ -154,6 +161,38 @@ def gap(x: np.ndarray) -> np.ndarray:
 
 def gap_bound(m_in: int, n: int) -> int:
     return int(round_shift(n * m_in * gap_multiplier(n), GAP_SHIFT))
+
+
+def avg_pool_counts(hw: tuple[int, int], kernel, strides, pads,
+                    include_pad: bool) -> np.ndarray:
+    """Divisor n of every output position [OH, OW] of a windowed average pool (see AvgPool)."""
+    (h, w), (kh, kw), (sh, sw) = hw, kernel, strides
+    t, lft, b, r = pads
+    oh, ow = (h + t + b - kh) // sh + 1, (w + lft + r - kw) // sw + 1
+    if include_pad:
+        return np.full((oh, ow), kh * kw, dtype=np.int64)
+    h0 = np.arange(oh) * sh - t
+    w0 = np.arange(ow) * sw - lft
+    nh = np.minimum(h0 + kh, h) - np.maximum(h0, 0)
+    nw = np.minimum(w0 + kw, w) - np.maximum(w0, 0)
+    return (nh[:, None] * nw[None, :]).astype(np.int64)
+
+
+def window_sums(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
+    """Sum of each window of [N, C, H, W] integers (padded taps 0), int64 [N, C, OH, OW]."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    t, lft, b, r = pads
+    a = np.pad(np.asarray(x).astype(np.int64), ((0, 0), (0, 0), (t, b), (lft, r)))
+    win = sliding_window_view(a, tuple(kernel), axis=(2, 3))
+    return win[:, :, ::strides[0], ::strides[1]].sum(axis=(4, 5))
+
+
+def avg_pool(x: np.ndarray, kernel, strides, pads, include_pad: bool) -> np.ndarray:
+    """The AvgPool rule: (window sum * R_n + 2**(S-1)) >> S per output position, int64."""
+    counts = avg_pool_counts(x.shape[-2:], kernel, strides, pads, include_pad)
+    mult = np.vectorize(gap_multiplier, otypes=[np.int64])(counts)
+    return round_shift(window_sums(x, kernel, strides, pads) * mult, GAP_SHIFT)
 
 
 QUANT_SHIFT_MAX = 62

@@ -341,6 +341,8 @@ def _run_float(layer: L.Layer, args: list[np.ndarray], ins, out) -> np.ndarray:
             total = _lanes_sum4(rows, np.zeros(len(rows), dtype=np.int64))
         y = (total / np.float32(n)).astype(np.float32).reshape(-1, c)
         return y[:, :, None, None] if layer.keepdims else y
+    if isinstance(layer, L.AvgPool):
+        return avg_pool_float(a, layer)
     if isinstance(layer, L.FixedThreshold):
         return binarize(float_ops(a, layer.ops), layer.mode)
     raise EdgeError(f"layer '{layer.name}': the golden model cannot run {type(layer).__name__}")
@@ -369,10 +371,39 @@ def _run_fixed(layer: L.Layer, args: list[np.ndarray], ins, out) -> np.ndarray:
         y = fx.gap(a)
         if layer.keepdims:
             y = y[:, :, None, None]
+    elif isinstance(layer, L.AvgPool):
+        y = fx.avg_pool(a, layer.kernel, layer.strides, layer.pads, layer.count_include_pad)
     else:
         raise EdgeError(f"layer '{layer.name}': the golden model cannot run "
                         f"{type(layer).__name__}")
     return fx.check_int32(np.asarray(y, dtype=np.int64), f"layer '{layer.name}'")
+
+
+def avg_pool_float(a: np.ndarray, layer: L.AvgPool) -> np.ndarray:
+    """Windowed average in float32 in the source executor's order (layers.AvgPool): padded
+    taps are 0.0, and adding an exact zero to a float32 sum changes nothing (up to the sign of
+    a zero), so summing over the zero-padded window equals skipping the padded taps."""
+    t, lft, b, r = layer.pads
+    a = np.pad(a.astype(np.float32), ((0, 0), (0, 0), (t, b), (lft, r)))
+    (kh, kw), (sh, sw) = layer.kernel, layer.strides
+    counts = fx.avg_pool_counts((a.shape[2] - t - b, a.shape[3] - lft - r), layer.kernel,
+                                layer.strides, layer.pads, layer.count_include_pad)
+    oh, ow = counts.shape
+    rows = slice(None, sh * (oh - 1) + 1, sh)
+    total = np.zeros(a.shape[:2] + (oh, ow), dtype=np.float32)
+    if layer.float_kernel == "onnx":  # MLAS: column sums over the rows, then across
+        for j in range(kw):
+            col = np.zeros_like(total)
+            for i in range(kh):
+                col = (col + a[:, :, i::][:, :, rows, j::][..., :sw * (ow - 1) + 1:sw]
+                       ).astype(np.float32)
+            total = (total + col).astype(np.float32)
+    else:  # TFLite: taps row by row
+        for i in range(kh):
+            for j in range(kw):
+                total = (total + a[:, :, i::][:, :, rows, j::][..., :sw * (ow - 1) + 1:sw]
+                         ).astype(np.float32)
+    return (total / counts.astype(np.float32)).astype(np.float32)
 
 
 def _frac(info) -> int:

@@ -7,7 +7,10 @@ sdk/fixedpoint.py, on int32 tensors in the IR's C order ([C][P], P = H*W, 1 for 
 - `add_align`: y = align(a) + align(b), each operand aligned to the output frac;
 - `align_into`: one input of a Concat, aligned and written at its channel offset;
 - `prelu`: y = x if x >= 0 else (x * a_c + 2**14) >> 15 (int64 product);
-- `global_avg`: y_c = (sum_p x * R + 2**(S-1)) >> S (int64 sum and product).
+- `global_avg`: y_c = (sum_p x * R + 2**(S-1)) >> S (int64 sum and product);
+- `avg_pool`: a windowed average, y = (window sum * R_n + 2**(S-1)) >> S per output position
+  (int64 sum and product), R_n one constant, or a flash table per position when padding is
+  excluded from a padded window's divisor.
 
 Shifts. C99 leaves `>>` of a negative signed value implementation-defined; GCC (the host gcc
 and arm-none-eabi-gcc alike) documents it as an arithmetic shift, i.e. floor division by
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 from tvm.script import tirx as T
 
+from .geometry import Window
 from .tir_to_c import Kernel, Param
 
 TWO_32 = 1 << 32
@@ -130,3 +134,60 @@ def global_avg(name: str, channels: int, pixels: int, in_dtype: str, mult: int,
             Y[c] = T.Cast("int32", (total[0] * T.int64(mult) + T.int64(half)) >> T.int64(shift))
 
     return Kernel(name, func, (Param("x", "in"), Param("y", "out")))
+
+
+
+def avg_pool(name: str, g: Window, in_dtype: str, mult: int | None, shift: int) -> Kernel:
+    """Windowed average of [C][H*W] into [C][OH*OW] (geometry `g`): the taps inside the map
+    summed in int64 (padded taps hold 0: skipped, with a bounds test only when the layer
+    pads), then one rounding multiply. `mult` None: per-position multipliers R_n in a flash
+    table t[OH*OW] (padding excluded from a padded window's divisor), else one constant."""
+    half = 1 << (shift - 1)
+
+    @T.macro
+    def tap(X, total, xi):
+        total[0] = total[0] + _int64(X[xi])
+
+    @T.macro
+    def window(X, total, c, oh, ow):
+        total[0] = T.int64(0)
+        for r in range(g.kh):
+            for s in range(g.kw):
+                ih = T.bind(oh * g.sh - g.pt + r)
+                iw = T.bind(ow * g.sw - g.pl + s)
+                if g.bounded:
+                    if 0 <= ih < g.h and 0 <= iw < g.w:
+                        tap(X, total, (c * g.h + ih) * g.w + iw)
+                else:
+                    tap(X, total, (c * g.h + ih) * g.w + iw)
+
+    if mult is None:
+        @T.prim_func
+        def func(x: T.handle(in_dtype), t: T.handle("int32"), y: T.handle("int32")):
+            X = T.decl_buffer((g.c * g.h * g.w,), in_dtype, data=x)
+            Tb = T.decl_buffer((g.oh * g.ow,), "int32", data=t)
+            Y = T.decl_buffer((g.c * g.oh * g.ow,), "int32", data=y)
+            for c in range(g.c):
+                for oh in range(g.oh):
+                    for ow in range(g.ow):
+                        total = T.alloc_buffer((1,), "int64")
+                        window(X, total, c, oh, ow)
+                        Y[(c * g.oh + oh) * g.ow + ow] = T.Cast("int32", (
+                            total[0] * _int64(Tb[oh * g.ow + ow]) + T.int64(half)
+                        ) >> T.int64(shift))
+
+        return Kernel(name, func, (Param("x", "in"), Param("t", "const"), Param("y", "out")))
+
+    @T.prim_func
+    def func_c(x: T.handle(in_dtype), y: T.handle("int32")):
+        X = T.decl_buffer((g.c * g.h * g.w,), in_dtype, data=x)
+        Y = T.decl_buffer((g.c * g.oh * g.ow,), "int32", data=y)
+        for c in range(g.c):
+            for oh in range(g.oh):
+                for ow in range(g.ow):
+                    total = T.alloc_buffer((1,), "int64")
+                    window(X, total, c, oh, ow)
+                    Y[(c * g.oh + oh) * g.ow + ow] = T.Cast(
+                        "int32", (total[0] * T.int64(mult) + T.int64(half)) >> T.int64(shift))
+
+    return Kernel(name, func_c, (Param("x", "in"), Param("y", "out")))

@@ -6,7 +6,9 @@ at once. The parameters the lowering recorded (sdk/passes/fixed_point.py) go to 
 tables; the kernels (kernels_fixed.py, kernels_concat.py) reproduce `golden._run_fixed`:
 
 - Requant -> `requant` (table m[C], r_lo[C], r_hi[C]); AddTensors -> `add_align`;
-  PRelu -> `prelu`; GlobalAvgPool -> `global_avg`; Concat of fixed or integer tensors ->
+  PRelu -> `prelu`; GlobalAvgPool -> `global_avg`; AvgPool (windowed) -> `avg_pool`
+  (one multiplier, or a table of one per output position when padding is excluded from a
+  padded window's divisor); Concat of fixed or integer tensors ->
   one `align_into` per input, of ±1 / ternary maps -> one `bits_into` per input;
 - FixedThreshold -> the Threshold kernel (`threshold_pack`): its tau/flip/zero are exact
   integer thresholds on the fixed-point integers, so the bits are packed per pixel in the
@@ -28,7 +30,7 @@ from ...ir import layers as L
 from ...ir.graph import TensorInfo
 from . import layout
 from .kernels_concat import bits_into
-from .kernels_fixed import add_align, align_into, global_avg, prelu, requant
+from .kernels_fixed import add_align, align_into, avg_pool, global_avg, prelu, requant
 from .kernels_group import group_conv, lanes_pay
 from .layout import Storage
 
@@ -93,7 +95,8 @@ class FixedLayers:
         return {
             L.GroupConv2d: self.on_group_conv, L.Requant: self.on_requant,
             L.AddTensors: self.on_add, L.PRelu: self.on_prelu,
-            L.GlobalAvgPool: self.on_gap, L.Concat: self.on_concat,
+            L.GlobalAvgPool: self.on_gap, L.AvgPool: self.on_avg_pool,
+            L.Concat: self.on_concat,
             L.FixedThreshold: self.on_fixed_threshold,
         }
 
@@ -202,6 +205,29 @@ class FixedLayers:
         self.emit(i, "gap", global_avg, (channels, pixels, src.dtype, mult, fx.GAP_SHIFT),
                   [self.arg(src), self.arg(dst)],
                   f"layer {i}: global average {channels} channels x {pixels} pixels")
+        self.env[layer.output] = dst
+
+    def on_avg_pool(self, i: int, layer: L.AvgPool) -> None:
+        src = self.int_source(i, layer, layer.inputs[0])
+        info, out = self.infos[layer.inputs[0]], self.infos[layer.output]
+        if len(info.shape) != 3:
+            raise EdgeError(f"{_where(i, layer)}: averages a {list(info.shape)} tensor; "
+                            "expected [C, H, W]")
+        g = self.window(info, out, layer.kernel, layer.strides, layer.pads, (1, 1))
+        counts = fx.avg_pool_counts(info.shape[1:], layer.kernel, layer.strides, layer.pads,
+                                    layer.count_include_pad)
+        mults = np.array([fx.gap_multiplier(int(n)) for n in counts.ravel()], dtype=np.int64)
+        dst = self.int_output(out)
+        shape = (f"{g.c}x{g.h}x{g.w} -> {g.oh}x{g.ow}, window {g.kh}x{g.kw}, "
+                 f"strides {g.sh}x{g.sw}")
+        if len(set(mults.tolist())) == 1:
+            self.emit(i, "avg_pool", avg_pool, (g, src.dtype, int(mults[0]), fx.GAP_SHIFT),
+                      [self.arg(src), self.arg(dst)], f"layer {i}: average pool {shape}")
+        else:
+            t = self.table("int32_t", _int32(i, layer, mults, "a multiplier").astype(np.int32))
+            self.emit(i, "avg_pool", avg_pool, (g, src.dtype, None, fx.GAP_SHIFT),
+                      [self.arg(src), t, self.arg(dst)],
+                      f"layer {i}: average pool {shape}, a multiplier per position")
         self.env[layer.output] = dst
 
     def on_concat(self, i: int, layer: L.Concat) -> None:

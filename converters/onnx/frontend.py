@@ -694,6 +694,36 @@ class Frontend:
                                               keepdims=bool(a.get("keepdims", 1)),
                                               float_kernel="ReduceMean")
 
+    def op_AveragePool(self, node):
+        """Windowed average pool of real-valued or integer data (layers.AvgPool): kernel_shape,
+        strides, pads / auto_pad, count_include_pad; ceil_mode only where it does not change the
+        output size, no dilations."""
+        a = self.attrs()
+        v = self.val(node.input[0])
+        if len(v.info.shape) != 3:
+            self.fail(f"AveragePool needs CHW data, got {list(v.info.shape)}")
+        if v.info.kind in ("bipolar", "ternary"):
+            self.fail("AveragePool of ±1 data is not supported (its mean is no longer ±1); "
+                      "average the real-valued map before the sign")
+        k = tuple(int(x) for x in a.get("kernel_shape", ()))
+        if len(k) != 2:
+            self.fail(f"only 2-D AveragePool is supported (kernel_shape {list(k)})")
+        strides = tuple(int(s) for s in a.get("strides", (1, 1)))
+        if tuple(int(d) for d in a.get("dilations", (1, 1))) != (1, 1):
+            self.fail("AveragePool with dilations is not supported")
+        pads = self._pads(a, v.info.shape[1:], k, strides, (1, 1))
+        if max(pads[0], pads[2]) >= k[0] or max(pads[1], pads[3]) >= k[1]:
+            self.fail(f"AveragePool pads {list(pads)} must be smaller than the kernel "
+                      f"{list(k)}")
+        if a.get("ceil_mode", 0):
+            for size, kk, st, p0, p1 in zip(v.info.shape[1:], k, strides, pads[:2], pads[2:]):
+                if (size + p0 + p1 - kk) % st:
+                    self.fail("AveragePool with ceil_mode=1 that changes the output size is "
+                              "not supported")
+        self.vals[node.output[0]] = self.emit(
+            L.AvgPool, [v.tensor], kernel=k, strides=strides, pads=pads,
+            count_include_pad=bool(a.get("count_include_pad", 0)), float_kernel="onnx")
+
     def op_Concat(self, node):
         vs = [self.val(name) for name in node.input]
         rank = len(vs[0].info.shape) + 1

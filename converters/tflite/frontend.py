@@ -22,7 +22,8 @@ or a bitpacked output `bit = popcount > threshold`; `LceBMaxPool2d` max-pools ±
 Real-valued shortcuts (issue #11, Bi-Real / QuickNet-style files): an ADD of two computed
 tensors is `AddTensors`, PRELU and RELU (also fused into ADD/MUL/SUB/DIV/CONV_2D/
 DEPTHWISE_CONV_2D/CONCATENATION) are `PRelu`, MEAN over H, W and a whole-map
-AVERAGE_POOL_2D are `GlobalAvgPool`, CONCATENATION on the channels is `Concat`, and a binary
+AVERAGE_POOL_2D are `GlobalAvgPool`, a float AVERAGE_POOL_2D with a smaller window (the
+downsampling shortcut) is `AvgPool`, CONCATENATION on the channels is `Concat`, and a binary
 DEPTHWISE_CONV_2D (±1 data from LceDequantize, ±a weights) is a `GroupConv2d` with one group
 per channel (with real weights or on real-valued data, calibrated to 8 bits like CONV_2D).
 The passes lower them to fixed point as for ONNX.
@@ -946,19 +947,35 @@ class Frontend:
         self.put(Val(name, info, "chw", (1, 1, c)) if keepdims else Val(name, info, "vec", (c,)))
 
     def op_AVERAGE_POOL_2D(self, op: Operator):
-        """AVERAGE_POOL_2D over the whole map (a global average); other windows are refused."""
+        """Float AVERAGE_POOL_2D: over the whole map a global average, any other window an
+        `AvgPool` (TFLite's order, padding excluded from the divisor); int8 is refused."""
         o = schema.pool_options(op)
         self.act_none(o.activation)
         self._inputs(op, 1)
         x = self.as_chw(self.val(op.inputs[0]))
+        if x.qp is not None:
+            self.fail("int8 AVERAGE_POOL_2D is not supported")
         _, h, w = x.info.shape
         whole = tuple(o.kernel) == (h, w) and (
             o.padding == "VALID" or (o.stride[0] >= h and o.stride[1] >= w))
-        if not whole:
-            self.fail(f"AVERAGE_POOL_2D is supported only over the whole map (window {[h, w]}, "
-                      f"one output pixel), got window {list(o.kernel)}, strides "
-                      f"{list(o.stride)}, {o.padding}")
-        self._gap(x, True)
+        if whole:
+            self._gap(x, True)
+            return
+        if min(o.kernel) < 1 or min(o.stride) < 1:
+            self.fail(f"pool window {list(o.kernel)} and strides {list(o.stride)} must be >= 1")
+        if x.info.kind not in ("float", "int"):
+            self.fail(f"an average pool of {x.info.kind} data is not supported (only of "
+                      "real-valued or integer data)")
+        kernel = tuple(int(k) for k in o.kernel)
+        pads = tflite_pads((h, w), kernel, o.stride, (1, 1), o.padding)
+        if max(pads[0], pads[2]) >= kernel[0] or max(pads[1], pads[3]) >= kernel[1]:
+            self.fail(f"AVERAGE_POOL_2D window {list(kernel)} with SAME padding {list(pads)} "
+                      "has windows of padding only")
+        name, info = self.emit(L.AvgPool, [x.tensor], kernel=kernel,
+                               strides=tuple(int(s) for s in o.stride), pads=pads,
+                               count_include_pad=False, float_kernel="tflite")
+        c, oh, ow = info.shape
+        self.put(Val(name, info, "chw", (oh, ow, c)))
 
     def op_CONCATENATION(self, op: Operator):
         """CONCATENATION on the channels (the last axis) of images, or of flat vectors."""

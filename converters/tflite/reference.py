@@ -58,6 +58,29 @@ def _windows(x: np.ndarray, kernel, stride, dilation, pads, fill) -> np.ndarray:
     return win.transpose(0, 1, 2, 4, 5, 3)
 
 
+def _average_pool(x: np.ndarray, kernel, stride, padding: str) -> np.ndarray:
+    """TFLite's float AVERAGE_POOL_2D (reference_ops::AveragePool, and the optimized kernel's
+    order): per output pixel, from 0.0 the taps inside the map row by row in float32, divided
+    by float32(their count) (padding excluded)."""
+    n, h, w, c = x.shape
+    t, lft, _, _ = tflite_pads((h, w), kernel, stride, (1, 1), padding)
+    (kh, kw), (sh, sw) = kernel, stride
+    oh = -(-h // sh) if padding == "SAME" else (h - kh) // sh + 1
+    ow = -(-w // sw) if padding == "SAME" else (w - kw) // sw + 1
+    out = np.zeros((n, oh, ow, c), dtype=F32)
+    for i in range(oh):
+        for j in range(ow):
+            y0, x0 = i * sh - t, j * sw - lft
+            total = np.zeros((n, c), dtype=F32)
+            count = 0
+            for yy in range(max(y0, 0), min(y0 + kh, h)):
+                for xx in range(max(x0, 0), min(x0 + kw, w)):
+                    total = (total + x[:, yy, xx, :]).astype(F32)
+                    count += 1
+            out[:, i, j, :] = (total / F32(count)).astype(F32)
+    return out
+
+
 def _activation(y: np.ndarray, activation: str) -> np.ndarray:
     """A fused activation after the op (float32)."""
     if activation == "NONE":
@@ -344,9 +367,12 @@ class Reference:
     def op_AVERAGE_POOL_2D(self, op: Operator) -> np.ndarray:
         o = schema.pool_options(op)
         x = self.get(op.inputs[0]).astype(F32)
-        if tuple(o.kernel) != x.shape[1:3]:
-            raise ValueError(f"AVERAGE_POOL_2D window {list(o.kernel)} is not the whole map")
-        return _activation(_mean_hw(x, True), o.activation)
+        if self.int8(op.inputs[0]):
+            raise ValueError("int8 AVERAGE_POOL_2D is not supported")
+        if tuple(o.kernel) == x.shape[1:3] and (o.padding == "VALID" or (
+                o.stride[0] >= x.shape[1] and o.stride[1] >= x.shape[2])):
+            return _activation(_mean_hw(x, True), o.activation)
+        return _activation(_average_pool(x, o.kernel, o.stride, o.padding), o.activation)
 
     def op_CONCATENATION(self, op: Operator) -> np.ndarray:
         axis, act = schema.concat_options(op)

@@ -221,6 +221,28 @@ def _infer_group_conv(layer: L.GroupConv2d, x: TensorInfo) -> TensorInfo:
     return TensorInfo((layer.weights.rows, oh, ow), "int", -m, m)
 
 
+def _avg_pool_shape(layer: L.AvgPool, x: TensorInfo) -> tuple[int, int, int]:
+    """[C, OH, OW] of a windowed average pool, checking its window (pads < kernel keeps
+    every window's divisor >= 1)."""
+    if len(x.shape) != 3:
+        raise EdgeError(f"{_where(layer)}: average pool needs CHW data, got {x.shape}")
+    kh, kw = layer.kernel
+    t, lft, b, r = layer.pads
+    if min(kh, kw, *layer.strides) < 1 or min(layer.pads) < 0:
+        raise EdgeError(f"{_where(layer)}: bad window: kernel {list(layer.kernel)}, strides "
+                        f"{list(layer.strides)}, pads {list(layer.pads)}")
+    if max(t, b) >= kh or max(lft, r) >= kw:
+        raise EdgeError(f"{_where(layer)}: pads {list(layer.pads)} must be smaller than the "
+                        f"kernel {list(layer.kernel)} (a window of padding only has no mean)")
+    if layer.float_kernel not in ("onnx", "tflite"):
+        raise EdgeError(f"{_where(layer)}: unknown float kernel {layer.float_kernel!r}")
+    oh = conv_out(x.shape[1], kh, layer.strides[0], t, b)
+    ow = conv_out(x.shape[2], kw, layer.strides[1], lft, r)
+    if oh < 1 or ow < 1:
+        raise EdgeError(f"{_where(layer)}: shape mismatch: pool output would be empty")
+    return (x.shape[0], oh, ow)
+
+
 def _fixed(x: TensorInfo) -> tuple[int, int]:
     """(max |q|, frac) of data entering a fixed-point layer: integers have frac 0."""
     if x.kind == "fixed":
@@ -271,6 +293,8 @@ def _infer_real(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
             raise EdgeError(f"{_where(layer)}: global average pool needs CHW data, got "
                             f"{x.shape}")
         shape = (x.shape[0], 1, 1) if layer.keepdims else (x.shape[0],)
+    if isinstance(layer, L.AvgPool):
+        shape = _avg_pool_shape(layer, x)
     if any(i.kind == "float" for i in ins):
         return TensorInfo(shape, "float", 0, 0)
     m, frac = _fixed(x)
@@ -292,5 +316,10 @@ def _infer_real(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
         return TensorInfo(shape, "fixed", -b, b, frac)
     if isinstance(layer, L.GlobalAvgPool):
         b = fx.gap_bound(m, x.shape[1] * x.shape[2])
+        return TensorInfo(shape, "fixed", -b, b, frac)
+    if isinstance(layer, L.AvgPool):
+        counts = fx.avg_pool_counts(x.shape[1:], layer.kernel, layer.strides, layer.pads,
+                                    layer.count_include_pad)
+        b = max(fx.gap_bound(m, int(n)) for n in np.unique(counts))
         return TensorInfo(shape, "fixed", -b, b, frac)
     raise EdgeError(f"{_where(layer)}: unknown layer type {type(layer).__name__}")

@@ -368,6 +368,28 @@ class GlobalAvgPool(Layer):
 
 
 @dataclass
+class AvgPool(Layer):
+    """Windowed average pool of CHW real-valued (or integer) data (issue #11: the Bi-Real /
+    ReActNet / QuickNet downsampling shortcut, AvgPool2d(2, 2) before a 1x1 conv).
+
+    Padded taps hold 0. The divisor n of an output position is kernel[0] * kernel[1] when
+    `count_include_pad` (ONNX count_include_pad=1), else the number of taps inside the map
+    (ONNX's default, TFLite SAME). Every pad is smaller than its kernel side, so n >= 1.
+    `float_kernel` names the executor whose float32 summation order the faithful mode mirrors:
+    "onnx" (onnxruntime/MLAS: each column of the window summed over the rows, top to bottom,
+    then those column sums left to right) or "tflite" (TFLite: the taps row by row); both
+    start from 0 and divide the sum by float32(n). Fixed-point rule: sdk/fixedpoint.py.
+    """
+
+    kernel: tuple[int, int] = (2, 2)
+    strides: tuple[int, int] = (2, 2)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    count_include_pad: bool = False
+    float_kernel: str = "onnx"
+    kind: ClassVar[str] = "avgpool"
+
+
+@dataclass
 class Concat(Layer):
     """Concatenation along the channels (axis 1 with the batch)."""
 
@@ -414,7 +436,7 @@ class Quantize(Layer):
     kind: ClassVar[str] = "quantize"
 
 
-REAL_VALUED = (Requant, AddTensors, PRelu, GlobalAvgPool, Concat, FixedThreshold)
+REAL_VALUED = (Requant, AddTensors, PRelu, GlobalAvgPool, AvgPool, Concat, FixedThreshold)
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls

@@ -1,0 +1,402 @@
+"""Windowed average pooling on real-valued data (issue #11): the Bi-Real / ReActNet / QuickNet
+downsampling shortcut AvgPool2d(2, stride 2) -> BN on the real-valued map.
+
+- `run` (faithful float32) equals onnxruntime bit for bit (its MLAS order: column sums, then
+  across, divided by float32(n)) and TFLite's float AVERAGE_POOL_2D (taps row by row) as the
+  independent NumPy reference converters/tflite/reference.py computes it;
+- `run --fixed-point` (sdk/fixedpoint.py's AvgPool rule) against plain integer arithmetic and,
+  on whole models, onnxruntime's argmax;
+- Cortex-M (host build, QEMU) and FPGA (Icarus) bit-exact with golden.run(ir, x,
+  fixed_point=True);
+- bad windows: one-line errors naming the node.
+"""
+
+from __future__ import annotations
+
+import shutil
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import edge_sdk
+from edge_sdk import fixedpoint as fx
+from edge_sdk import golden
+from edge_sdk.converters.onnx.reference import run_onnxruntime
+from edge_sdk.errors import EdgeError
+from edge_sdk.ir import layers as L
+
+torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not installed")
+
+import test_fixed_point_layers as fpl
+import torch_nets as tn
+from conftest import assert_close_to_reference
+from torch import nn
+
+SHAPE = (1, 8, 8)
+LO, HI = 0, 15
+HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which(
+    "qemu-system-arm") is not None
+needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
+
+
+# ---------------------------------------------------------------------------- torch models
+class BiRealDown(nn.Module):
+    """Bi-Real's downsampling block: the binary branch BN(binconv 3x3 stride 2 (sign x)), the
+    shortcut BN(AvgPool2d(2, 2)(x)) on the real-valued map, summed; then sign -> binary dense."""
+
+    def __init__(self, c=8, seed=0, n_out=10, pool=None):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.stem, self.bn0 = fpl._bin_conv(1, c, gen, kfan=9 * HI)
+        self.conv = tn.BinConv(c, c, 3, stride=2, padding=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=gen))
+        self.bn1 = nn.BatchNorm2d(c)
+        tn._randomise_bn(self.bn1, gen, c * 9)
+        self.pool = pool or nn.AvgPool2d(2, 2)
+        self.bn2 = nn.BatchNorm2d(c)
+        tn._randomise_bn(self.bn2, gen, 1)
+        with torch.no_grad():  # the shortcut's BN on values of the stem's scale
+            self.bn2.running_mean.zero_()
+            self.bn2.running_var.fill_(1.0)
+        oh = SHAPE[1] // 2
+        self.fc, self.bnf = fpl._head(c * oh * oh, n_out, gen)
+
+    def forward(self, x):
+        x = self.bn0(self.stem(x))
+        y = self.bn1(self.conv(torch.sign(x))) + self.bn2(self.pool(x))
+        return self.bnf(self.fc(torch.flatten(torch.sign(y), 1)))
+
+
+class PoolSign(nn.Module):
+    """real map -> AvgPool (any window) -> BN -> sign -> binary dense: the simplest reader."""
+
+    def __init__(self, pool, c=8, seed=0, n_out=10):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.stem, self.bn0 = fpl._bin_conv(1, c, gen, kfan=9 * HI)
+        self.pool = pool
+        self.bn = nn.BatchNorm2d(c)
+        tn._randomise_bn(self.bn, gen, 1)
+        with torch.no_grad():
+            self.bn.running_mean.zero_()
+            self.bn.running_var.fill_(1.0)
+        n = int(np.prod(pool(torch.zeros(1, c, *SHAPE[1:])).shape[1:]))
+        self.fc, self.bnf = fpl._head(n, n_out, gen)
+
+    def forward(self, x):
+        x = self.pool(self.bn0(self.stem(x)))
+        return self.bnf(self.fc(torch.flatten(torch.sign(self.bn(x)), 1)))
+
+
+MODELS = {
+    "bireal_down": lambda: BiRealDown(),
+    "pool2_sign": lambda: PoolSign(nn.AvgPool2d(2, 2)),
+    "pool3_s1": lambda: PoolSign(nn.AvgPool2d(3, 1), seed=1),
+    "pool3_pad_exclude": lambda: PoolSign(nn.AvgPool2d(3, 1, padding=1,
+                                                       count_include_pad=False), seed=2),
+    "pool3_pad_include": lambda: PoolSign(nn.AvgPool2d(3, 2, padding=1), seed=3),
+}
+# windows that never leave the map run on every target; padded ones as far as they go
+BACKEND_MODELS = ["bireal_down", "pool2_sign", "pool3_s1"]
+
+
+@pytest.fixture(scope="module")
+def onnx_paths(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("avg_models")
+    cache: dict = {}
+
+    def get(name: str, dynamo: bool = False):
+        if (name, dynamo) not in cache:
+            model = MODELS[name]()
+            path = tn.export(model, torch.zeros((2, *SHAPE)),
+                             folder / f"{name}_{int(dynamo)}.onnx", dynamo)
+            cache[name, dynamo] = (model, path)
+        return cache[name, dynamo]
+
+    return get
+
+
+def _inputs(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).integers(LO, HI + 1, size=(n, *SHAPE)).astype(np.float32)
+    x[0], x[1] = LO, HI
+    return x
+
+
+def _load(path):
+    return edge_sdk.load(path, input_range=(LO, HI))
+
+
+# ---------------------------------------------------------------------------- ONNX models
+@pytest.mark.parametrize("name", list(MODELS))
+def test_run_equals_onnxruntime_and_fixed_point_agrees(onnx_paths, name):
+    model, path = onnx_paths(name)
+    m = _load(path)
+    pools = [la for la in m.ir.layers if isinstance(la, L.AvgPool)]
+    assert len(pools) == 1 and pools[0].float_kernel == "onnx"
+    x = _inputs(300)
+    ref = run_onnxruntime(path, x)
+    y = m.run(x)
+    assert_close_to_reference(y, ref, exact=True)
+    assert m.check(x, y).ok
+    with torch.no_grad():
+        assert_close_to_reference(y, model(torch.from_numpy(x)).numpy(), exact=False)
+    yq = m.run(x, fixed_point=True)
+    agree = float(np.mean(yq.argmax(1) == ref.argmax(1)))
+    assert agree >= 0.98, agree
+
+
+def test_dynamo_export_equals_onnxruntime(onnx_paths):
+    _, path = onnx_paths("bireal_down", True)
+    m = _load(path)
+    assert any(isinstance(la, L.AvgPool) for la in m.ir.layers)
+    x = _inputs(100, seed=4)
+    ref = run_onnxruntime(path, x)
+    # dynamo folds BN into the conv weights: onnxruntime's own float32 order there
+    assert_close_to_reference(m.run(x), ref, exact=False)
+    assert float(np.mean(m.run(x, fixed_point=True).argmax(1) == ref.argmax(1))) >= 0.97
+
+
+def test_fixed_point_pool_tracks_float32(onnx_paths):
+    """The pooled fixed-point tensor is within a couple of steps 2**-frac of float32's."""
+    _, path = onnx_paths("bireal_down")
+    m = _load(path)
+    infos = m.ir.infos()
+    x = _inputs(100, seed=1)
+    env_f = golden.run_all(m.ir, x)
+    env_q = golden.run_all(m.ir, x, fixed_point=True)
+    (pool,) = [la for la in m.ir.layers if isinstance(la, L.AvgPool)]
+    info = infos[pool.output]
+    assert info.kind == "fixed" and info.frac == infos[pool.inputs[0]].frac
+    assert np.abs(env_q[pool.output]).max() <= info.max_abs
+    err = np.abs(env_q[pool.output] * 2.0 ** -info.frac - env_f[pool.output]).max()
+    assert err <= 2 * 2.0 ** -info.frac + 8 * float(np.spacing(np.float32(
+        info.max_abs * 2.0 ** -info.frac)))
+
+
+def test_ir_folder_round_trip(onnx_paths, tmp_path):
+    _, path = onnx_paths("pool3_pad_exclude")
+    m = _load(path)
+    back = edge_sdk.load(m.convert("ir", tmp_path / "ir"))
+    (pool,) = [la for la in back.ir.layers if isinstance(la, L.AvgPool)]
+    assert pool.pads == (1, 1, 1, 1) and not pool.count_include_pad
+    x = _inputs(40, seed=2)
+    for fixed in (False, True):
+        np.testing.assert_array_equal(back.run(x, fixed_point=fixed), m.run(x, fixed_point=fixed))
+
+
+# ---------------------------------------------------------------------------- the rules
+def _onnx_pool(shape, kernel, strides, pads, include, ceil=0):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=list(kernel),
+                            strides=list(strides), pads=list(pads),
+                            count_include_pad=int(include), ceil_mode=ceil)
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                         [None, *shape])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+WINDOWS = [((2, 2), (2, 2), (0, 0, 0, 0), False), ((3, 3), (1, 1), (0, 0, 0, 0), False),
+           ((3, 3), (1, 1), (1, 1, 1, 1), False), ((3, 3), (1, 1), (1, 1, 1, 1), True),
+           ((3, 3), (2, 2), (1, 1, 1, 1), False), ((5, 3), (1, 2), (2, 1, 2, 1), True),
+           ((2, 3), (2, 1), (0, 1, 1, 0), False)]
+
+
+@pytest.mark.parametrize("kernel,strides,pads,include", WINDOWS)
+def test_float_average_mirrors_onnxruntime_bit_for_bit(kernel, strides, pads, include):
+    rng = np.random.default_rng(3)
+    layer = L.AvgPool("p", ["x"], "y", kernel=kernel, strides=strides, pads=pads,
+                      count_include_pad=include, float_kernel="onnx")
+    for hw in ((6, 6), (9, 7), (33, 34)):
+        x = (rng.normal(size=(3, 5, *hw)) * 10).astype(np.float32)
+        want = run_onnxruntime(_onnx_pool((5, *hw), kernel, strides, pads, include), x)
+        got = golden.avg_pool_float(x, layer)
+        assert got.dtype == want.dtype and np.array_equal(got, want), hw
+
+
+def _exact_rule(x, kernel, strides, pads, include):
+    """The fixed-point rule with Python integers and Fractions, position by position."""
+    n_, c_, h, w = x.shape
+    (kh, kw), (sh, sw), (t, lft, b, r) = kernel, strides, pads
+    oh, ow = (h + t + b - kh) // sh + 1, (w + lft + r - kw) // sw + 1
+    out = np.zeros((n_, c_, oh, ow), dtype=np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            rows = [y for y in range(i * sh - t, i * sh - t + kh) if 0 <= y < h]
+            cols = [v for v in range(j * sw - lft, j * sw - lft + kw) if 0 <= v < w]
+            n = kh * kw if include else len(rows) * len(cols)
+            mult = round(Fraction(2 ** fx.GAP_SHIFT, n))  # half to even: ties never occur
+            for a in range(n_):
+                for cc in range(c_):
+                    s = sum(int(x[a, cc, y, v]) for y in rows for v in cols)
+                    out[a, cc, i, j] = (s * mult + 2 ** (fx.GAP_SHIFT - 1)) >> fx.GAP_SHIFT
+    return out
+
+
+@pytest.mark.parametrize("kernel,strides,pads,include", WINDOWS)
+def test_fixed_rule_is_the_documented_integer_rule(kernel, strides, pads, include):
+    rng = np.random.default_rng(5)
+    x = rng.integers(-(2**30), 2**30, size=(2, 3, 7, 8))
+    x[0, 0] = 2**30 - 1
+    x[1, 1] = -(2**30)
+    got = fx.avg_pool(x, kernel, strides, pads, include)
+    np.testing.assert_array_equal(got, _exact_rule(x, kernel, strides, pads, include))
+    # within half a step (plus the multiplier's rounding) of the exact mean
+    counts = fx.avg_pool_counts((7, 8), kernel, strides, pads, include)
+    sums = fx.window_sums(x, kernel, strides, pads)
+    assert np.abs(got - sums / counts).max() <= 0.5 + np.abs(sums).max() * 2.0 ** -fx.GAP_SHIFT
+
+
+# ---------------------------------------------------------------------------- refusals
+@pytest.mark.parametrize("kernel,strides,pads,ceil,match", [
+    ((2, 2), (2, 2), (2, 0, 0, 0), 0, r"pads .* smaller than the kernel"),
+    ((3, 3), (2, 2), (0, 0, 0, 0), 1, r"ceil_mode=1"),
+])
+def test_bad_windows_are_refused_naming_the_node(tmp_path, kernel, strides, pads, ceil, match):
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(_onnx_pool((4, 8, 8), kernel, strides, pads, False, ceil))
+    # a real-valued map in front of the pool: input -> Mul by a constant
+    g = model.graph
+    g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4))
+    g.initializer.append(helper.make_tensor("s", TensorProto.FLOAT, [], [0.5]))
+    g.node.insert(0, helper.make_node("Mul", ["x", "s"], ["xs"], name="scale"))
+    g.node[1].input[0] = "xs"
+    g.node[1].name = "pool_node"
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    with pytest.raises(EdgeError, match=match) as err:
+        edge_sdk.load(path, input_range=(0, 15))
+    assert "\n" not in str(err.value) and "pool_node" in str(err.value)
+
+
+# ---------------------------------------------------------------------------- TFLite
+def _tflite_pool_model(path, kernel, stride, padding: int, channels: int = 3, seed: int = 0):
+    """image [1, 8, 8, 1] -> CONV_2D 3x3 (±1) + bias (real-valued [1, 8, 8, C]) ->
+    AVERAGE_POOL_2D -> RESHAPE -> SIGN -> FULLY_CONNECTED 3 (±1). padding: 0 SAME, 1 VALID."""
+    from test_tflite import CONV, FC, RESHAPE, SIGN, Writer, conv_opts, pool_opts
+
+    rng = np.random.default_rng(seed)
+    w = Writer()
+    x = w.tensor([1, 8, 8, 1], name="image")
+    y = w.tensor([1, 8, 8, channels], name="conv_out")
+    filt = rng.choice([-1.0, 1.0], (channels, 3, 3, 1)).astype(np.float32)
+    bias = rng.normal(0, 2, channels).astype(np.float32)
+    w.op(CONV, [x, w.const(filt), w.const(bias)], [y], conv_opts(0, (1, 1), (1, 1)))
+    if padding == 0:
+        oh, ow = -(-8 // stride[0]), -(-8 // stride[1])
+    else:
+        oh, ow = (8 - kernel[0]) // stride[0] + 1, (8 - kernel[1]) // stride[1] + 1
+    p = w.tensor([1, oh, ow, channels], name="pool_out")
+    w.op(1, [y], [p], pool_opts(padding, stride, kernel))  # 1 = AVERAGE_POOL_2D
+    n = oh * ow * channels
+    flat = w.tensor([1, n])
+    w.op(RESHAPE, [p, w.const(np.int32([1, n]))], [flat])
+    s = w.tensor([1, n])
+    w.op(SIGN, [flat], [s])
+    out = w.tensor([1, 3], name="logits")
+    w.op(FC, [s, w.const(rng.choice([-1.0, 1.0], (3, n)).astype(np.float32)), -1], [out])
+    path.write_bytes(w.build([x], [out]))
+    return path
+
+
+TFLITE_WINDOWS = [((2, 2), (2, 2), 1), ((3, 3), (1, 1), 1), ((3, 3), (1, 1), 0),
+                  ((3, 3), (2, 2), 0), ((2, 3), (2, 1), 0)]
+
+
+@pytest.mark.parametrize("kernel,stride,padding", TFLITE_WINDOWS)
+def test_tflite_average_pool_golden_equals_reference(tmp_path, kernel, stride, padding):
+    from edge_sdk.converters.tflite.reference import run_reference
+
+    path = _tflite_pool_model(tmp_path / "m.tflite", kernel, stride, padding)
+    m = edge_sdk.load(path)
+    (pool,) = [la for la in m.ir.layers if isinstance(la, L.AvgPool)]
+    assert pool.float_kernel == "tflite" and not pool.count_include_pad
+    assert any(pool.pads) == (padding == 0 and kernel != stride)  # SAME pads these
+    xs = np.random.default_rng(1).integers(0, 17, (64, 8, 8, 1)).astype(np.float32)
+    ref = run_reference(path, xs)
+    assert_close_to_reference(m.run(xs), ref, exact=True)
+    # the pooled map itself, value for value (the sign after it hides small differences)
+    env = golden.run_all(m.ir, xs)
+    got = env[pool.output].transpose(0, 2, 3, 1)
+    want = _tflite_order_average(env[pool.inputs[0]].transpose(0, 2, 3, 1), kernel, stride,
+                                 padding)
+    np.testing.assert_array_equal(got, want)
+    assert float(np.mean(m.run(xs, fixed_point=True).argmax(1) == ref.argmax(1))) >= 0.95
+
+
+def _tflite_order_average(x, kernel, stride, padding):
+    """TFLite's optimized float AveragePool written out: the output starts at 0, every input
+    pixel (row by row) is added to each output window that holds it, then / count."""
+    n, h, w, c = x.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    if padding == 0:
+        oh, ow = -(-h // sh), -(-w // sw)
+        ph = max((oh - 1) * sh + kh - h, 0) // 2
+        pw = max((ow - 1) * sw + kw - w, 0) // 2
+    else:
+        oh, ow, ph, pw = (h - kh) // sh + 1, (w - kw) // sw + 1, 0, 0
+    out = np.zeros((n, oh, ow, c), np.float32)
+    count = np.zeros((oh, ow), np.float32)
+    for yy in range(h):
+        for xx in range(w):
+            for i in range(oh):
+                for j in range(ow):
+                    if 0 <= yy + ph - i * sh < kh and 0 <= xx + pw - j * sw < kw:
+                        out[:, i, j] = (out[:, i, j] + x[:, yy, xx]).astype(np.float32)
+                        count[i, j] += 1
+    return (out / count[None, :, :, None]).astype(np.float32)
+
+
+def test_tflite_int8_and_whole_map_paths_unchanged(tmp_path):
+    """A whole-map window stays a GlobalAvgPool."""
+    path = _tflite_pool_model(tmp_path / "m.tflite", (8, 8), (1, 1), 1)
+    m = edge_sdk.load(path)
+    assert any(isinstance(la, L.GlobalAvgPool) for la in m.ir.layers)
+    assert not any(isinstance(la, L.AvgPool) for la in m.ir.layers)
+
+
+# ---------------------------------------------------------------------------- Cortex-M
+def _scores_input(ir, x):
+    """The golden fixed-point tensor that feeds Scores, flat per sample (the C's output)."""
+    env = golden.run_all(ir, x, fixed_point=True)
+    scores = ir.producer(ir.outputs[0])
+    return env[scores.inputs[0]].reshape(len(x), -1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_cortexm_host_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
+    from edge_sdk.converters.cortexm import build
+    from edge_sdk.converters.cortexm.host import HostModel
+
+    m = _load(onnx_paths(name)[1])
+    cm = build(m.ir)
+    assert any("average pool" in line for line in cm.files["model.c"].splitlines())
+    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
+                     cm.info.output_size)
+    x = _inputs(200, seed=3)
+    want = _scores_input(m.ir, x)
+    y = host.run(golden.quantise_input(m.ir.layers[0], x))
+    np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("name", ["bireal_down", "pool3_pad_exclude"])
+def test_cortexm_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
+    from edge_sdk import targets
+    from edge_sdk.converters.cortexm import backend
+
+    folder = targets.convert(_load(onnx_paths(name)[1]), "cortex-m", tmp_path / "out", {})
+    meta, ir = targets.open_build(folder)
+    x = _inputs(12, seed=5)
+    want = _scores_input(ir, x)
+    y, _ = backend.simulate(folder, meta, ir, golden.quantise_input(ir.layers[0], x), x,
+                            count=False)
+    np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
