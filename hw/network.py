@@ -16,6 +16,7 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .avg_pool import AvgPoolEngine, AvgPoolSpec
 from .engine import LayerEngine
 from .fixed_stages import (
     AddStage,
@@ -53,6 +54,8 @@ OUT_BITS = 32
 def build_stage(spec: StageSpec) -> wiring.Component:
     if isinstance(spec, EngineSpec):
         return LayerEngine(spec)
+    if isinstance(spec, AvgPoolSpec):  # a PoolSpec too: first
+        return AvgPoolEngine(spec)
     if isinstance(spec, PoolSpec):
         return MaxPoolEngine(spec)
     if isinstance(spec, ThresholdSpec):

@@ -391,14 +391,14 @@ def avg_pool_float(a: np.ndarray, layer: L.AvgPool) -> np.ndarray:
     oh, ow = counts.shape
     rows = slice(None, sh * (oh - 1) + 1, sh)
     total = np.zeros(a.shape[:2] + (oh, ow), dtype=np.float32)
-    if layer.float_kernel == "onnx":  # MLAS: column sums over the rows, then across
+    if layer.float_kernel == "mlas":  # column sums over the rows, then across
         for j in range(kw):
             col = np.zeros_like(total)
             for i in range(kh):
                 col = (col + a[:, :, i::][:, :, rows, j::][..., :sw * (ow - 1) + 1:sw]
                        ).astype(np.float32)
             total = (total + col).astype(np.float32)
-    else:  # TFLite: taps row by row
+    else:  # "rows": the taps row by row
         for i in range(kh):
             for j in range(kw):
                 total = (total + a[:, :, i::][:, :, rows, j::][..., :sw * (ow - 1) + 1:sw]

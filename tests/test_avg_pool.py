@@ -1,9 +1,10 @@
 """Windowed average pooling on real-valued data (issue #11): the Bi-Real / ReActNet / QuickNet
 downsampling shortcut AvgPool2d(2, stride 2) -> BN on the real-valued map.
 
-- `run` (faithful float32) equals onnxruntime bit for bit (its MLAS order: column sums, then
-  across, divided by float32(n)) and TFLite's float AVERAGE_POOL_2D (taps row by row) as the
-  independent NumPy reference converters/tflite/reference.py computes it;
+- `run` (faithful float32) equals onnxruntime bit for bit (AveragePool up to opset 18: MLAS's
+  order, column sums then across; from opset 19: taps row by row; both divided by float32(n))
+  and TFLite's float AVERAGE_POOL_2D (taps row by row) as the independent NumPy reference
+  converters/tflite/reference.py computes it;
 - `run --fixed-point` (sdk/fixedpoint.py's AvgPool rule) against plain integer arithmetic and,
   on whole models, onnxruntime's argmax;
 - Cortex-M (host build, QEMU) and FPGA (Icarus) bit-exact with golden.run(ir, x,
@@ -90,6 +91,20 @@ class PoolSign(nn.Module):
         return self.bnf(self.fc(torch.flatten(torch.sign(self.bn(x)), 1)))
 
 
+class PoolOut(nn.Module):
+    """real map -> AvgPool -> flatten as the model output: the pooled fixed-point tensor is
+    what the backends return, so every value of it is compared (no sign hides an error)."""
+
+    def __init__(self, pool, c=6, seed=0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.stem, self.bn0 = fpl._bin_conv(1, c, gen, kfan=9 * HI)
+        self.pool = pool
+
+    def forward(self, x):
+        return torch.flatten(self.pool(self.bn0(self.stem(x))), 1)
+
+
 MODELS = {
     "bireal_down": lambda: BiRealDown(),
     "pool2_sign": lambda: PoolSign(nn.AvgPool2d(2, 2)),
@@ -97,6 +112,10 @@ MODELS = {
     "pool3_pad_exclude": lambda: PoolSign(nn.AvgPool2d(3, 1, padding=1,
                                                        count_include_pad=False), seed=2),
     "pool3_pad_include": lambda: PoolSign(nn.AvgPool2d(3, 2, padding=1), seed=3),
+    "out_pool2": lambda: PoolOut(nn.AvgPool2d(2, 2), seed=4),
+    "out_pool3_include": lambda: PoolOut(nn.AvgPool2d(3, 2, padding=1), seed=5),
+    "out_pool3_exclude": lambda: PoolOut(nn.AvgPool2d(3, 1, padding=1,
+                                                      count_include_pad=False), seed=6),
 }
 # windows that never leave the map run on every target; padded ones as far as they go
 BACKEND_MODELS = ["bireal_down", "pool2_sign", "pool3_s1"]
@@ -124,6 +143,12 @@ def _inputs(n: int, seed: int = 0) -> np.ndarray:
     return x
 
 
+def _opset(path) -> int:
+    import onnx
+
+    return next(o.version for o in onnx.load(path).opset_import if o.domain in ("", "ai.onnx"))
+
+
 def _load(path):
     return edge_sdk.load(path, input_range=(LO, HI))
 
@@ -134,7 +159,7 @@ def test_run_equals_onnxruntime_and_fixed_point_agrees(onnx_paths, name):
     model, path = onnx_paths(name)
     m = _load(path)
     pools = [la for la in m.ir.layers if isinstance(la, L.AvgPool)]
-    assert len(pools) == 1 and pools[0].float_kernel == "onnx"
+    assert len(pools) == 1 and pools[0].float_kernel == ("mlas" if _opset(path) < 19 else "rows")
     x = _inputs(300)
     ref = run_onnxruntime(path, x)
     y = m.run(x)
@@ -143,6 +168,10 @@ def test_run_equals_onnxruntime_and_fixed_point_agrees(onnx_paths, name):
     with torch.no_grad():
         assert_close_to_reference(y, model(torch.from_numpy(x)).numpy(), exact=False)
     yq = m.run(x, fixed_point=True)
+    if name.startswith("out_"):  # the pooled map itself: a few steps 2**-frac from float32
+        frac = m.ir.infos()[m.ir.producer(m.ir.outputs[0]).inputs[0]].frac
+        assert np.abs(yq - ref).max() <= 4 * 2.0 ** -frac + 4 * np.spacing(np.abs(ref).max())
+        return
     agree = float(np.mean(yq.argmax(1) == ref.argmax(1)))
     assert agree >= 0.98, agree
 
@@ -187,7 +216,7 @@ def test_ir_folder_round_trip(onnx_paths, tmp_path):
 
 
 # ---------------------------------------------------------------------------- the rules
-def _onnx_pool(shape, kernel, strides, pads, include, ceil=0):
+def _onnx_pool(shape, kernel, strides, pads, include, ceil=0, opset=13):
     from onnx import TensorProto, helper
 
     node = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=list(kernel),
@@ -197,8 +226,8 @@ def _onnx_pool(shape, kernel, strides, pads, include, ceil=0):
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                          [None, *shape])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8 if opset < 19 else 9
     return model.SerializeToString()
 
 
@@ -208,16 +237,56 @@ WINDOWS = [((2, 2), (2, 2), (0, 0, 0, 0), False), ((3, 3), (1, 1), (0, 0, 0, 0),
            ((2, 3), (2, 1), (0, 1, 1, 0), False)]
 
 
+@pytest.mark.parametrize("opset,order", [(13, "mlas"), (18, "mlas"), (19, "rows"), (21, "rows")])
 @pytest.mark.parametrize("kernel,strides,pads,include", WINDOWS)
-def test_float_average_mirrors_onnxruntime_bit_for_bit(kernel, strides, pads, include):
+def test_float_average_mirrors_onnxruntime_bit_for_bit(kernel, strides, pads, include, opset,
+                                                       order):
+    """onnxruntime sums AveragePool-7..18 in MLAS's order and AveragePool-19+ row by row; the
+    other order would differ in about a third of the values."""
     rng = np.random.default_rng(3)
     layer = L.AvgPool("p", ["x"], "y", kernel=kernel, strides=strides, pads=pads,
-                      count_include_pad=include, float_kernel="onnx")
+                      count_include_pad=include, float_kernel=order)
+    other = L.AvgPool("p", ["x"], "y", kernel=kernel, strides=strides, pads=pads,
+                      count_include_pad=include, float_kernel={"mlas": "rows",
+                                                               "rows": "mlas"}[order])
     for hw in ((6, 6), (9, 7), (33, 34)):
         x = (rng.normal(size=(3, 5, *hw)) * 10).astype(np.float32)
-        want = run_onnxruntime(_onnx_pool((5, *hw), kernel, strides, pads, include), x)
+        want = run_onnxruntime(_onnx_pool((5, *hw), kernel, strides, pads, include,
+                                          opset=opset), x)
         got = golden.avg_pool_float(x, layer)
         assert got.dtype == want.dtype and np.array_equal(got, want), hw
+        assert not np.array_equal(golden.avg_pool_float(x, other), want)
+
+
+def _scaled_pool_model(path, kernel, strides, pads, include, opset, ceil=0, name="pool_node"):
+    """input [N, 4, 8, 8] -> Mul by 0.1 (a real-valued map) -> AveragePool -> the output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(_onnx_pool((4, 8, 8), kernel, strides, pads, include, ceil,
+                                             opset))
+    g = model.graph
+    g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4))
+    g.initializer.append(helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]))
+    g.node.insert(0, helper.make_node("Mul", ["x", "s"], ["xs"], name="scale"))
+    g.node[1].input[0] = "xs"
+    g.node[1].name = name
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("opset,order", [(13, "mlas"), (17, "mlas"), (19, "rows"),
+                                         (21, "rows")])
+def test_frontend_picks_onnxruntimes_order_by_opset(tmp_path, opset, order):
+    path = _scaled_pool_model(tmp_path / "m.onnx", (3, 3), (1, 1), (1, 1, 1, 1), False, opset)
+    m = edge_sdk.load(path, input_range=(0, 255))
+    (pool,) = [la for la in m.ir.layers if isinstance(la, L.AvgPool)]
+    assert pool.float_kernel == order
+    x = np.random.default_rng(opset).integers(0, 256, (20, 4, 8, 8)).astype(np.float32)
+    ref = run_onnxruntime(path, x)
+    np.testing.assert_array_equal(m.run(x), ref)
+    frac = m.ir.infos()[pool.output].frac
+    assert np.abs(m.run(x, fixed_point=True) - ref).max() <= 2 * 2.0 ** -frac + 1e-5
 
 
 def _exact_rule(x, kernel, strides, pads, include):
@@ -259,19 +328,7 @@ def test_fixed_rule_is_the_documented_integer_rule(kernel, strides, pads, includ
     ((3, 3), (2, 2), (0, 0, 0, 0), 1, r"ceil_mode=1"),
 ])
 def test_bad_windows_are_refused_naming_the_node(tmp_path, kernel, strides, pads, ceil, match):
-    import onnx
-    from onnx import TensorProto, helper
-
-    model = onnx.load_from_string(_onnx_pool((4, 8, 8), kernel, strides, pads, False, ceil))
-    # a real-valued map in front of the pool: input -> Mul by a constant
-    g = model.graph
-    g.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4))
-    g.initializer.append(helper.make_tensor("s", TensorProto.FLOAT, [], [0.5]))
-    g.node.insert(0, helper.make_node("Mul", ["x", "s"], ["xs"], name="scale"))
-    g.node[1].input[0] = "xs"
-    g.node[1].name = "pool_node"
-    path = tmp_path / "m.onnx"
-    onnx.save(model, path)
+    path = _scaled_pool_model(tmp_path / "m.onnx", kernel, strides, pads, False, 13, ceil)
     with pytest.raises(EdgeError, match=match) as err:
         edge_sdk.load(path, input_range=(0, 15))
     assert "\n" not in str(err.value) and "pool_node" in str(err.value)
@@ -318,7 +375,7 @@ def test_tflite_average_pool_golden_equals_reference(tmp_path, kernel, stride, p
     path = _tflite_pool_model(tmp_path / "m.tflite", kernel, stride, padding)
     m = edge_sdk.load(path)
     (pool,) = [la for la in m.ir.layers if isinstance(la, L.AvgPool)]
-    assert pool.float_kernel == "tflite" and not pool.count_include_pad
+    assert pool.float_kernel == "rows" and not pool.count_include_pad
     assert any(pool.pads) == (padding == 0 and kernel != stride)  # SAME pads these
     xs = np.random.default_rng(1).integers(0, 17, (64, 8, 8, 1)).astype(np.float32)
     ref = run_reference(path, xs)
@@ -388,7 +445,7 @@ def test_cortexm_host_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, na
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("name", ["bireal_down", "pool3_pad_exclude"])
+@pytest.mark.parametrize("name", ["bireal_down", "out_pool3_exclude"])
 def test_cortexm_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
     from edge_sdk import targets
     from edge_sdk.converters.cortexm import backend
@@ -400,3 +457,91 @@ def test_cortexm_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, na
     y, _ = backend.simulate(folder, meta, ir, golden.quantise_input(ir.layers[0], x), x,
                             count=False)
     np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
+
+
+# ---------------------------------------------------------------------------- FPGA
+def _fpga_check(ir, x, scores):
+    env = golden.run_all(ir, x, fixed_point=True)
+    want = env[ir.producer(ir.outputs[0]).inputs[0]]
+    assert scores.dtype == np.int64 and scores.shape == want.shape
+    np.testing.assert_array_equal(scores, want)
+
+
+@pytest.mark.parametrize("name", ["pool2_sign", "pool3_pad_include", "out_pool2",
+                                  "out_pool3_include"])
+def test_fpga_amaranth_bit_exact_with_fixed_point_golden(onnx_paths, name):
+    from edge_sdk.converters.fpga import simulate_amaranth
+
+    ir = _load(onnx_paths(name)[1]).ir
+    x = _inputs(3, seed=8)
+    scores, _, _ = simulate_amaranth(ir, x)
+    _fpga_check(ir, x, scores)
+
+
+@needs_icarus
+@pytest.mark.parametrize("name", ["bireal_down", "out_pool3_include",
+                                  pytest.param("pool3_s1", marks=pytest.mark.slow)])
+def test_fpga_verilog_bit_exact_with_fixed_point_golden(onnx_paths, name):
+    from edge_sdk.converters.fpga import generate, simulate
+
+    ir = _load(onnx_paths(name)[1]).ir
+    files, sched = generate(ir)
+    assert any(st.kind == "maxpool" and "avgpool" in st.name for st in sched.stages)
+    x = _inputs(3, seed=7)
+    scores, cycles, ii = simulate(files, ir, x)
+    _fpga_check(ir, x, scores)
+    # the schedule: II exact, latency an estimate within 5 %
+    assert ii == sched.initiation_interval
+    assert abs(cycles - sched.cycles_per_inference) <= 0.05 * cycles
+
+
+def test_fpga_refuses_per_position_divisors_in_one_line(onnx_paths):
+    from edge_sdk.converters.fpga.plan import plan
+
+    ir = _load(onnx_paths("out_pool3_exclude")[1]).ir
+    with pytest.raises(EdgeError, match=r"avgpool0.*excludes the padding") as err:
+        plan(ir)
+    assert "\n" not in str(err.value)
+
+
+def test_average_of_signs_is_refused_naming_the_node(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    path = _scaled_pool_model(tmp_path / "m.onnx", (2, 2), (2, 2), (0, 0, 0, 0), False, 13)
+    model = onnx.load(path)
+    model.graph.node[0].CopyFrom(helper.make_node("Sign", ["x"], ["xs"], name="sign"))
+    del model.graph.initializer[:]
+    model.graph.input[0].type.tensor_type.elem_type = TensorProto.FLOAT
+    onnx.save(model, path)
+    with pytest.raises(EdgeError, match=r"pool_node.*AveragePool of ±1 data") as err:
+        edge_sdk.load(path, input_range=(-8, 8))
+    assert "\n" not in str(err.value)
+
+
+def test_tflite_fused_activation_is_refused_naming_the_operator(tmp_path):
+    from test_tflite import CONV, Writer, conv_opts
+
+    def opts(b):  # Pool2DOptions: padding VALID, strides 2, filter 2x2, fused RELU
+        b.StartObject(6)
+        b.PrependInt8Slot(0, 1, 0)
+        b.PrependInt32Slot(1, 2, 0)
+        b.PrependInt32Slot(2, 2, 0)
+        b.PrependInt32Slot(3, 2, 0)
+        b.PrependInt32Slot(4, 2, 0)
+        b.PrependInt8Slot(5, 1, 0)
+        return 5, b.EndObject()
+
+    w = Writer()
+    x = w.tensor([1, 4, 4, 1], name="image")
+    y = w.tensor([1, 4, 4, 2])
+    w.op(CONV, [x, w.const(np.ones((2, 3, 3, 1), np.float32)),
+                w.const(np.float32([0.5, -0.5]))], [y], conv_opts(0, (1, 1), (1, 1)))
+    out = w.tensor([1, 2, 2, 2], name="pool_out")
+    w.op(1, [y], [out], opts)
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(w.build([x], [out]))
+    with pytest.raises(EdgeError) as err:
+        edge_sdk.load(path)
+    msg = str(err.value)
+    assert "\n" not in msg and "AVERAGE_POOL_2D" in msg and "RELU" in msg, msg

@@ -1,6 +1,7 @@
 """Planner for networks that are not chains, with real-valued layers (issue #11).
 
 `plan.plan` sends graphs holding real-valued layers (Requant, AddTensors, PRelu, GlobalAvgPool,
+AvgPool (a frame stage: the max-pool's window machinery, summing and scaling; hw/avg_pool.py),
 Concat, FixedThreshold) or grouped convs here. Stages are the chain planner's (engines, pools,
 thresholds) plus the stream stages of hw/fixed_stages.py, connected as a DAG: `Plan.sources`
 lists each stage's producers, a tensor read by several ports is forked, and a shortcut gets a
@@ -71,6 +72,7 @@ import numpy as np
 
 from ... import fixedpoint as fx
 from ...errors import EdgeError
+from ...hw.avg_pool import AvgPoolSpec
 from ...hw.fixed_stages import align_bound, bound_shape, max_abs, multiplier_cost
 from ...hw.network import build_stage
 from ...hw.specs import (
@@ -430,6 +432,9 @@ class _Builder:
         if isinstance(head, L.Quantize):
             self.quantize(head, s, label)
             return
+        if isinstance(head, L.AvgPool):
+            self.avg_pool(head, s, label)
+            return
         if isinstance(head, L.GlobalAvgPool):
             self.natural(s, head)
             s = self.narrowed(s, head)
@@ -451,6 +456,33 @@ class _Builder:
             return
         raise EdgeError(f"{_where(head)}: {type(head).__name__} layers have no FPGA "
                         f"implementation")
+
+    def avg_pool(self, head: L.AvgPool, s: Stream, label: str) -> None:
+        """Windowed average: the max-pool's frame buffer and window scan, each lane summing
+        its taps and scaling once (hw/avg_pool.py); one multiplier for every position."""
+        if not s.natural:
+            raise EdgeError(f"{_where(head)}: its input is a reshaped tensor, which this "
+                            f"backend cannot lay out for a pool")
+        if s.values.kind != "int":
+            raise EdgeError(f"{_where(head)}: an average pool needs integer or fixed-point "
+                            f"data")
+        counts = fx.avg_pool_counts(self.infos[head.inputs[0]].shape[1:], head.kernel,
+                                    head.strides, head.pads, head.count_include_pad)
+        if len(np.unique(counts)) != 1:
+            raise EdgeError(f"{_where(head)}: padded windows whose divisor excludes the padding "
+                            f"(count_include_pad=0, TFLite SAME) have no FPGA implementation "
+                            f"yet (one multiplier per position)")
+        info = self.infos[head.output]
+        lanes = max(1, min(s.frame[2], P.POOL_WORD_BITS // s.values.bits))
+        pool = P._pool(L.MaxPool(head.name, head.inputs, head.output, kernel=head.kernel,
+                                 strides=head.strides, pads=head.pads),
+                       self.fspec(s, lanes), self.infos)
+        out = _values(info)
+        spec = AvgPoolSpec(frame=pool.frame, window=pool.window, avg_values=out,
+                           mult=fx.gap_multiplier(int(counts.flat[0])), shift=fx.GAP_SHIFT)
+        k = self.add_stage(spec, "avgpool", label, [s.src], True, head.output)
+        self.streams[head.output] = self.out_stream(head, s, k, out, spec.out_lanes,
+                                                    spec.out_beats)
 
     def quantize(self, head: L.Quantize, s: Stream, label: str) -> None:
         """One M, S, z for the whole tensor: any layout (reshaped too) streams through."""

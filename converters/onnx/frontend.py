@@ -720,9 +720,13 @@ class Frontend:
                 if (size + p0 + p1 - kk) % st:
                     self.fail("AveragePool with ceil_mode=1 that changes the output size is "
                               "not supported")
+        # onnxruntime runs AveragePool-7..18 on MLAS's pooling kernel, AveragePool-19 (the
+        # opset that added dilations) on its own loop: two float32 summation orders
+        opset = next(o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx"))
         self.vals[node.output[0]] = self.emit(
             L.AvgPool, [v.tensor], kernel=k, strides=strides, pads=pads,
-            count_include_pad=bool(a.get("count_include_pad", 0)), float_kernel="onnx")
+            count_include_pad=bool(a.get("count_include_pad", 0)),
+            float_kernel="mlas" if opset < 19 else "rows")
 
     def op_Concat(self, node):
         vs = [self.val(name) for name in node.input]

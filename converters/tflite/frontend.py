@@ -973,7 +973,7 @@ class Frontend:
                       "has windows of padding only")
         name, info = self.emit(L.AvgPool, [x.tensor], kernel=kernel,
                                strides=tuple(int(s) for s in o.stride), pads=pads,
-                               count_include_pad=False, float_kernel="tflite")
+                               count_include_pad=False, float_kernel="rows")
         c, oh, ow = info.shape
         self.put(Val(name, info, "chw", (oh, ow, c)))
 

@@ -234,7 +234,7 @@ def _avg_pool_shape(layer: L.AvgPool, x: TensorInfo) -> tuple[int, int, int]:
     if max(t, b) >= kh or max(lft, r) >= kw:
         raise EdgeError(f"{_where(layer)}: pads {list(layer.pads)} must be smaller than the "
                         f"kernel {list(layer.kernel)} (a window of padding only has no mean)")
-    if layer.float_kernel not in ("onnx", "tflite"):
+    if layer.float_kernel not in ("mlas", "rows"):
         raise EdgeError(f"{_where(layer)}: unknown float kernel {layer.float_kernel!r}")
     oh = conv_out(x.shape[1], kh, layer.strides[0], t, b)
     ow = conv_out(x.shape[2], kw, layer.strides[1], lft, r)

@@ -375,9 +375,10 @@ class AvgPool(Layer):
     Padded taps hold 0. The divisor n of an output position is kernel[0] * kernel[1] when
     `count_include_pad` (ONNX count_include_pad=1), else the number of taps inside the map
     (ONNX's default, TFLite SAME). Every pad is smaller than its kernel side, so n >= 1.
-    `float_kernel` names the executor whose float32 summation order the faithful mode mirrors:
-    "onnx" (onnxruntime/MLAS: each column of the window summed over the rows, top to bottom,
-    then those column sums left to right) or "tflite" (TFLite: the taps row by row); both
+    `float_kernel` names the float32 summation order the faithful mode mirrors: "mlas"
+    (onnxruntime's AveragePool up to opset 18, MLAS: each column of the window summed over the
+    rows, top to bottom, then those column sums left to right) or "rows" (onnxruntime's
+    AveragePool from opset 19 on, and TFLite's AVERAGE_POOL_2D: the taps row by row); both
     start from 0 and divide the sum by float32(n). Fixed-point rule: sdk/fixedpoint.py.
     """
 
@@ -385,7 +386,7 @@ class AvgPool(Layer):
     strides: tuple[int, int] = (2, 2)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
     count_include_pad: bool = False
-    float_kernel: str = "onnx"
+    float_kernel: str = "rows"
     kind: ClassVar[str] = "avgpool"
 
 

@@ -1,0 +1,109 @@
+"""Windowed average pool on fixed-point integers (issue #11: the Bi-Real / ReActNet downsampling
+shortcut), "average pooling as accumulate-and-scale".
+
+The max-pool engine's frame buffer and window scan (hw/pool.py) feed, per output pixel and
+memory word, the window's taps one per cycle; each lane accumulates its signed value (padded
+taps, `tap_valid` low, add 0) and on the window's last tap the sum is scaled by one rounding
+multiply, y = (sum * R + 2**(S-1)) >> S: sdk/fixedpoint.py's AvgPool rule with one R for every
+output position (no padding, or padding counted in the divisor). Sums and products are as wide
+as their static bounds (Python integers at plan time), so nothing wraps. Cycles per frame as
+the max-pool: output pixels * words * taps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .fixed_stages import bound_shape, decode, product
+from .framebuf import FrameBuffer
+from .outq import OutputQueue
+from .scan import WindowScan
+from .specs import PoolSpec, Values
+
+
+@dataclass(frozen=True)
+class AvgPoolSpec(PoolSpec):
+    """A `PoolSpec` (frame, window) whose lanes average: sum of the window's taps, then
+    (sum * mult + 2**(shift-1)) >> shift into `avg_values` codes."""
+
+    avg_values: Values = field(default_factory=lambda: Values("int", 0, 0))
+    mult: int = 1
+    shift: int = 24
+    dsp: bool = False  # the product on `*` (SB_MAC16), else shift-and-add LUTs
+
+    @property
+    def out_values(self) -> Values:
+        return self.avg_values
+
+    @property
+    def sum_bound(self) -> int:
+        v = self.frame.values
+        return self.window.taps * max(abs(v.lo), abs(v.hi))
+
+
+class AvgPoolEngine(wiring.Component):
+    """Streams: `i` (producer beats into the frame buffer), `o` (one word of channels per beat,
+    `avg_values` codes)."""
+
+    latency = 4  # issue -> queue write
+
+    def __init__(self, spec: AvgPoolSpec):
+        self.spec = spec
+        f = spec.frame
+        if f.values.kind != "int":
+            raise ValueError("an average pool needs integer (fixed-point) values")
+        self.queue_depth = max(3, math.ceil((self.latency + 3) / spec.window.taps) + 2)
+        super().__init__({
+            "i": In(stream.Signature(f.producer_lanes * f.values.bits)),
+            "o": Out(stream.Signature(f.lanes * spec.avg_values.bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        spec, f = self.spec, self.spec.frame
+        vb, ob, lanes = f.values.bits, spec.avg_values.bits, f.lanes
+        m.submodules.frame = frame = FrameBuffer(f)
+        m.submodules.scan = scan = WindowScan(f.height, f.width, f.words, spec.window,
+                                              f.words, inner_words=False)
+        m.submodules.queue = queue = OutputQueue(lanes * ob, self.queue_depth)
+        wiring.connect(m, wiring.flipped(self.i), frame.i)
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
+
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(frame.frame_valid & (~scan.last | queue.has_credit)),
+            scan.advance.eq(issue),
+            frame.rd_addr.eq(scan.addr),
+            frame.release.eq(issue & scan.frame_last),
+            queue.take_credit.eq(issue & scan.last),
+        ]
+        v1, first1, last1, tv1 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [v1.eq(issue), first1.eq(scan.first), last1.eq(scan.last),
+                     tv1.eq(scan.tap_valid)]
+        sum_shape = bound_shape(spec.sum_bound)
+        prod_shape = bound_shape(spec.sum_bound * abs(int(spec.mult)) + (1 << (spec.shift - 1)))
+        accs = [Signal(sum_shape, name=f"sum{k}") for k in range(lanes)]
+        with m.If(v1):
+            for k in range(lanes):
+                x = decode(frame.rd_data[k * vb:(k + 1) * vb], f.values)
+                cand = Mux(tv1, x, 0)
+                m.d.sync += accs[k].eq(Mux(first1, 0, accs[k]) + cand)
+        done, v3 = Signal(), Signal()
+        m.d.sync += [done.eq(v1 & last1), v3.eq(done)]
+        outs = []
+        for k in range(lanes):
+            prod = Signal(prod_shape, name=f"prod{k}")
+            m.d.sync += prod.eq(product(accs[k], int(spec.mult), spec.dsp)
+                                + (1 << (spec.shift - 1)))
+            y = Signal(signed(ob), name=f"y{k}")
+            m.d.sync += y.eq(prod >> spec.shift)
+            outs.append(y)
+        v4 = Signal()
+        m.d.sync += v4.eq(v3)
+        m.d.comb += [queue.w_data.eq(Cat(*outs)), queue.w_en.eq(v4)]
+        return m
