@@ -4,10 +4,13 @@ shortcut), "average pooling as accumulate-and-scale".
 The max-pool engine's frame buffer and window scan (hw/pool.py) feed, per output pixel and
 memory word, the window's taps one per cycle; each lane accumulates its signed value (padded
 taps, `tap_valid` low, add 0) and on the window's last tap the sum is scaled by one rounding
-multiply, y = (sum * R + 2**(S-1)) >> S: sdk/fixedpoint.py's AvgPool rule with one R for every
-output position (no padding, or padding counted in the divisor). Sums and products are as wide
-as their static bounds (Python integers at plan time), so nothing wraps. Cycles per frame as
-the max-pool: output pixels * words * taps.
+multiply, y = (sum * R_n + 2**(S-1)) >> S: sdk/fixedpoint.py's AvgPool rule. n is the same for
+every output position unless padding is excluded from a padded window's divisor (ONNX
+count_include_pad=0, TFLite SAME); then a counter of the window's taps inside the map gives n,
+and each lane computes the product by every distinct R_n (a constant each, a few of them: e.g.
+n in {4, 6, 9} for a 3x3 window padded by 1) and keeps the one for its n. Sums and products are
+as wide as their static bounds (Python integers at plan time), so nothing wraps. Cycles per
+frame as the max-pool: output pixels * words * taps.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from .specs import PoolSpec, Values
 @dataclass(frozen=True)
 class AvgPoolSpec(PoolSpec):
     """A `PoolSpec` (frame, window) whose lanes average: sum of the window's taps, then
-    (sum * mult + 2**(shift-1)) >> shift into `avg_values` codes."""
+    (sum * R_n + 2**(shift-1)) >> shift into `avg_values` codes; `mults` pairs every divisor n
+    that occurs (taps inside the map, or all taps when padding counts) with its R_n."""
 
     avg_values: Values = field(default_factory=lambda: Values("int", 0, 0))
-    mult: int = 1
+    mults: tuple[tuple[int, int], ...] = ((1, 1),)
     shift: int = 24
     dsp: bool = False  # the product on `*` (SB_MAC16), else shift-and-add LUTs
 
@@ -86,9 +90,12 @@ class AvgPoolEngine(wiring.Component):
         m.d.sync += [v1.eq(issue), first1.eq(scan.first), last1.eq(scan.last),
                      tv1.eq(scan.tap_valid)]
         sum_shape = bound_shape(spec.sum_bound)
-        prod_shape = bound_shape(spec.sum_bound * abs(int(spec.mult)) + (1 << (spec.shift - 1)))
+        top = max(abs(int(r)) for _, r in spec.mults)
+        prod_shape = bound_shape(spec.sum_bound * top + (1 << (spec.shift - 1)))
         accs = [Signal(sum_shape, name=f"sum{k}") for k in range(lanes)]
+        count = Signal(range(spec.window.taps + 1))  # taps inside the map (the same per lane)
         with m.If(v1):
+            m.d.sync += count.eq(Mux(first1, 0, count) + tv1)
             for k in range(lanes):
                 x = decode(frame.rd_data[k * vb:(k + 1) * vb], f.values)
                 cand = Mux(tv1, x, 0)
@@ -98,8 +105,10 @@ class AvgPoolEngine(wiring.Component):
         outs = []
         for k in range(lanes):
             prod = Signal(prod_shape, name=f"prod{k}")
-            m.d.sync += prod.eq(product(accs[k], int(spec.mult), spec.dsp)
-                                + (1 << (spec.shift - 1)))
+            scaled = product(accs[k], int(spec.mults[0][1]), spec.dsp)
+            for n, r in spec.mults[1:]:
+                scaled = Mux(count == n, product(accs[k], int(r), spec.dsp), scaled)
+            m.d.sync += prod.eq(scaled + (1 << (spec.shift - 1)))
             y = Signal(signed(ob), name=f"y{k}")
             m.d.sync += y.eq(prod >> spec.shift)
             outs.append(y)

@@ -468,7 +468,7 @@ def _fpga_check(ir, x, scores):
 
 
 @pytest.mark.parametrize("name", ["pool2_sign", "pool3_pad_include", "out_pool2",
-                                  "out_pool3_include"])
+                                  "out_pool3_include", "out_pool3_exclude"])
 def test_fpga_amaranth_bit_exact_with_fixed_point_golden(onnx_paths, name):
     from edge_sdk.converters.fpga import simulate_amaranth
 
@@ -479,8 +479,9 @@ def test_fpga_amaranth_bit_exact_with_fixed_point_golden(onnx_paths, name):
 
 
 @needs_icarus
-@pytest.mark.parametrize("name", ["bireal_down", "out_pool3_include",
-                                  pytest.param("pool3_s1", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["bireal_down", "out_pool3_exclude",
+                                  pytest.param("pool3_s1", marks=pytest.mark.slow),
+                                  pytest.param("out_pool3_include", marks=pytest.mark.slow)])
 def test_fpga_verilog_bit_exact_with_fixed_point_golden(onnx_paths, name):
     from edge_sdk.converters.fpga import generate, simulate
 
@@ -493,15 +494,6 @@ def test_fpga_verilog_bit_exact_with_fixed_point_golden(onnx_paths, name):
     # the schedule: II exact, latency an estimate within 5 %
     assert ii == sched.initiation_interval
     assert abs(cycles - sched.cycles_per_inference) <= 0.05 * cycles
-
-
-def test_fpga_refuses_per_position_divisors_in_one_line(onnx_paths):
-    from edge_sdk.converters.fpga.plan import plan
-
-    ir = _load(onnx_paths("out_pool3_exclude")[1]).ir
-    with pytest.raises(EdgeError, match=r"avgpool0.*excludes the padding") as err:
-        plan(ir)
-    assert "\n" not in str(err.value)
 
 
 def test_average_of_signs_is_refused_naming_the_node(tmp_path):

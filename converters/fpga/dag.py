@@ -459,7 +459,7 @@ class _Builder:
 
     def avg_pool(self, head: L.AvgPool, s: Stream, label: str) -> None:
         """Windowed average: the max-pool's frame buffer and window scan, each lane summing
-        its taps and scaling once (hw/avg_pool.py); one multiplier for every position."""
+        its taps and scaling once by R_n, n its window's divisor (hw/avg_pool.py)."""
         if not s.natural:
             raise EdgeError(f"{_where(head)}: its input is a reshaped tensor, which this "
                             f"backend cannot lay out for a pool")
@@ -468,18 +468,15 @@ class _Builder:
                             f"data")
         counts = fx.avg_pool_counts(self.infos[head.inputs[0]].shape[1:], head.kernel,
                                     head.strides, head.pads, head.count_include_pad)
-        if len(np.unique(counts)) != 1:
-            raise EdgeError(f"{_where(head)}: padded windows whose divisor excludes the padding "
-                            f"(count_include_pad=0, TFLite SAME) have no FPGA implementation "
-                            f"yet (one multiplier per position)")
+        mults = tuple((int(n), fx.gap_multiplier(int(n))) for n in np.unique(counts))
         info = self.infos[head.output]
         lanes = max(1, min(s.frame[2], P.POOL_WORD_BITS // s.values.bits))
         pool = P._pool(L.MaxPool(head.name, head.inputs, head.output, kernel=head.kernel,
                                  strides=head.strides, pads=head.pads),
                        self.fspec(s, lanes), self.infos)
         out = _values(info)
-        spec = AvgPoolSpec(frame=pool.frame, window=pool.window, avg_values=out,
-                           mult=fx.gap_multiplier(int(counts.flat[0])), shift=fx.GAP_SHIFT)
+        spec = AvgPoolSpec(frame=pool.frame, window=pool.window, avg_values=out, mults=mults,
+                           shift=fx.GAP_SHIFT)
         k = self.add_stage(spec, "avgpool", label, [s.src], True, head.output)
         self.streams[head.output] = self.out_stream(head, s, k, out, spec.out_lanes,
                                                     spec.out_beats)

@@ -9,7 +9,8 @@ gets its static worst-case bound and binary point `frac`, and its integer parame
 - `Binarize` of real-valued data (after an optional affine read by it alone) -> `FixedThreshold`;
 - `AddTensors`, `Concat` get their output frac; `PRelu` its quantised slopes.
 
-Layers that keep the input's frac (PRelu, GlobalAvgPool, MaxPool, Flatten) need nothing more.
+Layers that keep the input's frac (PRelu, GlobalAvgPool, AvgPool, MaxPool, Flatten) need nothing
+more: the averages' multipliers R_n follow from their window alone (sdk/fixedpoint.py).
 """
 
 from __future__ import annotations
