@@ -406,6 +406,7 @@ def test_tflite_average_pool_golden_equals_reference(tmp_path, kernel, stride, p
     xs = np.random.default_rng(1).integers(0, 17, (64, 8, 8, 1)).astype(np.float32)
     ref = run_reference(path, xs)
     assert_close_to_reference(m.run(xs), ref, exact=True)
+    assert m.check(xs, m.run(xs)).ok  # `run --check`: against the same NumPy reference
     # the pooled map itself, value for value (the sign after it hides small differences)
     env = golden.run_all(m.ir, xs)
     got = env[pool.output].transpose(0, 2, 3, 1)
@@ -491,6 +492,31 @@ def test_cortexm_host_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, na
     want = _scores_input(m.ir, x)
     y = host.run(golden.quantise_input(m.ir.layers[0], x))
     np.testing.assert_array_equal(y, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("make", [
+    lambda seed: BiRealDown(c=40, seed=10 + seed),
+    lambda seed: PoolSign(nn.AvgPool2d(3, 1, padding=1, count_include_pad=False), c=40,
+                          seed=20 + seed),
+    lambda seed: PoolOut(nn.AvgPool2d(3, 2, padding=1), c=40, seed=30 + seed),
+], ids=["bireal_down_40", "pool3_exclude_40", "out_pool3_include_40"])
+def test_cortexm_host_many_seeds_and_inputs(tmp_path, make, seed):
+    """Other random weights at 40 channels (two words per packed pixel), 2000 inputs each:
+    faithful mode vs onnxruntime exactly, and the C vs the fixed-point golden model."""
+    from edge_sdk.converters.cortexm import build
+    from edge_sdk.converters.cortexm.host import HostModel
+
+    path = tn.export(make(seed), torch.zeros((2, *SHAPE)), tmp_path / "m.onnx", False)
+    m = _load(path)
+    x = _inputs(2000, seed=seed)
+    np.testing.assert_array_equal(m.run(x), run_onnxruntime(path, x))
+    cm = build(m.ir)
+    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
+                     cm.info.output_size)
+    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)),
+                                  _scores_input(m.ir, x))
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
