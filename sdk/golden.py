@@ -256,7 +256,8 @@ def group_conv2d(a: np.ndarray, layer: L.GroupConv2d, kind: str) -> np.ndarray:
     outs = []
     for i in range(g):
         part = L.Conv2d(layer.name, layer.inputs, layer.output,
-                        weights=L.IntWeights(w[i * rows:(i + 1) * rows]), in_channels=cin,
+                        weights=(L.Int8Weights if L.is_int8(layer.weights) else L.IntWeights)(
+                            w[i * rows:(i + 1) * rows]), in_channels=cin,
                         kernel=layer.kernel, strides=layer.strides, pads=layer.pads,
                         dilations=layer.dilations, pad_value=layer.pad_value)
         outs.append(conv2d(a[:, i * cin:(i + 1) * cin], part, kind))

@@ -7,7 +7,8 @@ dense10; each network as LCE's float file (`*_lce`, real-weight stem and head: c
 8 bits) and as LCE's int8 file (`*_int8`). Two forms:
 
 - `quicknet_rgb`: QuickNet's own block order y = BN(ReLU(bconv(sign x))) + x, which LCE fuses
-  into one LceBconv2d (fused RELU on the accumulator, then the BN as its multiplier and bias);
+  into one LceBconv2d (fused RELU on the accumulator, then the BN as its multiplier and bias:
+  an IR `PRelu` of slope 0 on the integer accumulator, then the `Affine`);
 - `quicknet_rgb_bnrelu`: y = ReLU(BN(bconv(sign x))) + x, where LCE writes a separate RELU.
 
 References, none produced by the code under test: LCE's interpreter (`*_ref.npy`, and every
@@ -23,20 +24,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_close_to_reference, run_cli
+from conftest import run_cli
 
 import edge_sdk
 from edge_sdk import golden
 from edge_sdk.converters.tflite import schema
 from edge_sdk.converters.tflite.reference import run_reference
-from edge_sdk.errors import EdgeError
 
 LARQ = Path(__file__).resolve().parent.parent / "examples" / "larq"
 FORMS = ["quicknet_rgb", "quicknet_rgb_bnrelu"]
 FLOAT = [f"{f}_lce" for f in FORMS]
 INT8 = [f"{f}_int8" for f in FORMS]
 INPUT_RANGE = (0, 255)  # the float files take RGB pixels (integers in float32)
-FUSED_RELU = "fused activation RELU is not supported"
 QEMU_INPUTS = 3
 HAVE_ARM = shutil.which("arm-none-eabi-gcc") is not None and shutil.which(
     "qemu-system-arm") is not None
@@ -44,7 +43,7 @@ needs_arm = pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-sy
 needs_icarus = pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
 FPGA_FOLDING = {"pe": 8, "simd": 16}  # 21k cycles per inference instead of 2M at pe = simd = 1
 
-_models: dict[str, edge_sdk.Model | EdgeError] = {}
+_models: dict[str, edge_sdk.Model] = {}
 
 
 def _x(stem: str) -> np.ndarray:
@@ -57,23 +56,26 @@ def _ref(stem: str) -> np.ndarray:
 
 
 def _model(stem: str) -> edge_sdk.Model:
-    """The loaded file (cached per module). QuickNet's fused form is skipped, not failed,
-    while the frontend refuses LceBconv2d's fused RELU: the tests run once it is read."""
+    """The loaded file (cached per module)."""
     if stem not in _models:
         kw = {}
         if stem.endswith("_lce"):
             kw = {"input_range": INPUT_RANGE,
                   "calibration": np.load(LARQ / "quicknet_rgb_cal.npy")}
-        try:
-            _models[stem] = edge_sdk.load(LARQ / f"{stem}.tflite", **kw)
-        except EdgeError as exc:
-            _models[stem] = exc
-    m = _models[stem]
-    if isinstance(m, EdgeError):
-        if stem in ("quicknet_rgb_lce", "quicknet_rgb_int8") and FUSED_RELU in str(m):
-            pytest.skip(f"LceBconv2d with a fused RELU is refused: {m}")
-        raise m
-    return m
+        _models[stem] = edge_sdk.load(LARQ / f"{stem}.tflite", **kw)
+    return _models[stem]
+
+
+def close_to_lce(y: np.ndarray, ref: np.ndarray) -> None:
+    """float32 rounding of a deep real-valued chain: each logit within 1e-5 of its row's
+    largest |logit| (logits near 0 come from cancelling terms of that size; the error measured
+    here is about 2e-6 of it), and the same argmax where the top two are not that close."""
+    assert y.shape == ref.shape and y.dtype == ref.dtype
+    scale = np.abs(ref).max(axis=1, keepdims=True)
+    assert np.all(np.abs(y - ref) <= 1e-5 * scale), np.abs(y - ref).max()
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2e-5 * scale[:, 0]
+    assert np.array_equal(y.argmax(1)[clear], ref.argmax(1)[clear])
 
 
 def pixels(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -114,9 +116,8 @@ def test_float_golden_equals_lce(stem):
     """`run` (float product with the float stem/head weights) == LCE's interpreter to float32
     rounding, and the NumPy reference too (it backs `--check` on any input)."""
     x, ref = _x(stem), _ref(stem)
-    assert_close_to_reference(_model(stem).run(x), ref, exact=False)
-    assert_close_to_reference(run_reference(LARQ / f"{stem}.tflite", x).astype(np.float32),
-                              ref, exact=False)
+    close_to_lce(_model(stem).run(x), ref)
+    close_to_lce(run_reference(LARQ / f"{stem}.tflite", x).astype(np.float32), ref)
 
 
 @pytest.mark.parametrize("stem", FLOAT)
@@ -150,7 +151,7 @@ def test_int8_every_tensor_equals_lce(stem):
     from edge_sdk.converters.tflite.frontend import Frontend
     from edge_sdk.passes.pipeline import lower
 
-    _model(stem)  # skips the refused form
+    _model(stem)
     want = np.load(LARQ / f"{stem}_tensors.npz")
     x = _x(stem)[:len(want[want.files[0]])]
     fe = Frontend(schema.load(LARQ / f"{stem}.tflite"))
@@ -187,7 +188,7 @@ def test_cli_run_check(stem, tmp_path):
     if stem.endswith("_int8"):
         np.testing.assert_array_equal(y, _ref(stem).astype(np.float32))
     else:
-        assert_close_to_reference(y, _ref(stem), exact=False)
+        close_to_lce(y, _ref(stem))
 
 
 # ---------------------------------------------------------------------------- targets

@@ -1095,8 +1095,8 @@ class Frontend:
 
     def op_LceBconv2d(self, op: Operator):
         a = lce.bconv_attributes(op.custom_options, self.where())
-        if a.activation != "NONE":
-            self.fail(f"fused activation {a.activation} is not supported")
+        if a.activation not in ("NONE", "RELU"):
+            self.fail(f"fused activation {a.activation} is not supported (only RELU)")
         if len(op.inputs) < 2:
             self.fail("expected input and filter")
         src = self.val(op.inputs[0])
@@ -1113,6 +1113,14 @@ class Frontend:
         out = self._conv(x, flat, kernel, a.stride, a.dilation, a.padding, a.pad_values,
                          groups=groups)
         out_t = self.tensor(op.outputs[0])
+        if a.activation == "RELU" and out_t.type_code != 0:
+            self.fail("fused RELU with a bitpacked output is not supported")
+        if a.activation == "RELU":
+            # QuickNet's BN(ReLU(bconv)): LCE clamps the ±1 dot product at 0, then applies
+            # the BN as its post-activation multiplier and bias (both signs).
+            zero = np.zeros(out.info.shape[0], np.float32)
+            name, info = self.emit(L.PRelu, [out.tensor], slope=zero)
+            out = Val(name, info, out.layout, out.tshape)
         if out_t.type_code == 0:
             mult = self.const(self._arg(op, 2, "post_activation_multiplier"),
                               "post_activation_multiplier")

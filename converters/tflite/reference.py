@@ -452,6 +452,10 @@ class Reference:
             thr = self.get(op.inputs[4]).astype(np.int64)
             bit = (k - y) // 2 > thr
             return pack(np.where(bit, -1.0, 1.0).astype(F32))
+        if a.activation == "RELU":  # LCE clamps the accumulator, before multiplier and bias
+            y = np.maximum(y, 0)
+        elif a.activation != "NONE":
+            raise ValueError(f"fused activation {a.activation}")
         mult = self.get(op.inputs[2]).astype(F32)
         bias = self.get(op.inputs[3]).astype(F32)
         return ((y.astype(F32) * mult).astype(F32) + bias).astype(F32)
