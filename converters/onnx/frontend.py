@@ -440,8 +440,6 @@ class Frontend:
         dil = tuple(int(d) for d in a.get("dilations", (1, 1)))
         pads = self._pads(a, v.info.shape[1:], (kh, kw), strides, dil)
         weights, scale, v = self._weights(w, v)
-        if groups != 1 and not isinstance(weights, L.IntWeights):
-            self.fail("8-bit grouped/depthwise convolutions are not supported")
         kw_args = {"groups": groups} if groups != 1 else {}
         out = self.emit(L.GroupConv2d if groups != 1 else L.Conv2d, [v.tensor],
                         weights=weights, in_channels=c * groups,
