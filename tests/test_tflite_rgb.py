@@ -27,7 +27,6 @@ import pytest
 from conftest import run_cli
 
 import edge_sdk
-from edge_sdk import golden
 from edge_sdk.converters.tflite import schema
 from edge_sdk.converters.tflite.reference import run_reference
 
@@ -149,28 +148,11 @@ def test_int8_golden_equals_lce(stem):
 @pytest.mark.parametrize("stem", INT8)
 def test_int8_every_tensor_equals_lce(stem):
     """Each int8 operator output against LCE's value of it (`*_tensors.npz`, first inputs)."""
-    from edge_sdk.converters.tflite.frontend import Frontend
-    from edge_sdk.passes.pipeline import lower
+    from test_tflite_int8 import check_every_int8_tensor
 
-    _model(stem)
     want = np.load(LARQ / f"{stem}_tensors.npz")
     x = _x(stem)[:len(want[want.files[0]])]
-    fe = Frontend(schema.load(LARQ / f"{stem}.tflite"))
-    env = golden.run_all(lower(fe.run()), x)
-    checked = 0
-    for op in fe.m.operators:
-        t = op.outputs[0]
-        if fe.m.tensors[t].type_code != 9:
-            continue
-        v = fe.vals[t]
-        got = env[v.tensor] + v.qp[1]
-        if v.layout in ("chw", "hwc_flat"):  # the IR holds CHW, TFLite HWC
-            got = got.reshape(len(x), *v.info.shape).transpose(0, 2, 3, 1)
-        ref = want[f"t{t}"]
-        np.testing.assert_array_equal(got.reshape(ref.shape), ref.astype(np.int64),
-                                      err_msg=f"operator #{op.index} {op.name}")
-        checked += 1
-    assert checked >= 10
+    assert check_every_int8_tensor(LARQ / f"{stem}.tflite", x, want) >= 10
 
 
 @pytest.mark.parametrize("stem", FLOAT + INT8)
