@@ -640,3 +640,59 @@ def test_tflite_fused_activation_is_refused_naming_the_operator(tmp_path):
         edge_sdk.load(path)
     msg = str(err.value)
     assert "\n" not in msg and "AVERAGE_POOL_2D" in msg and "RELU" in msg, msg
+
+
+# ---------------------------------------------------------------------------- the stage alone
+@pytest.mark.parametrize("kernel,strides,pads,include,lanes,channels", [
+    ((2, 2), (2, 2), (0, 0, 0, 0), False, 4, 6),
+    ((3, 3), (1, 1), (1, 1, 1, 1), False, 3, 3),
+    ((3, 3), (2, 2), (1, 1, 1, 1), True, 2, 5),
+    ((2, 3), (1, 2), (1, 0, 0, 1), False, 1, 2),
+])
+def test_avg_pool_engine_equals_the_rule_with_backpressure(kernel, strides, pads, include,
+                                                          lanes, channels):
+    """hw/avg_pool.AvgPoolEngine on its own (Amaranth simulator): random values up to the
+    extremes of their range, bubbles on the input and backpressure on the output, two frames;
+    every output equals fixedpoint.avg_pool."""
+    import math
+
+    from edge_sdk.hw.avg_pool import AvgPoolEngine, AvgPoolSpec
+    from edge_sdk.hw.simtools import run_streams
+    from edge_sdk.hw.specs import FrameSpec, Values, WindowSpec
+
+    h, w, bound = 5, 6, (1 << 20) - 1
+    words = math.ceil(channels / lanes)
+    counts = fx.avg_pool_counts((h, w), kernel, strides, pads, include)
+    oh, ow = counts.shape
+    out_bound = max(fx.gap_bound(bound, int(n)) for n in np.unique(counts))
+    spec = AvgPoolSpec(
+        frame=FrameSpec(h, w, channels, lanes, Values("int", -bound, bound), lanes, words),
+        window=WindowSpec(kernel=kernel, strides=strides, pads=pads, out_hw=(oh, ow)),
+        avg_values=Values("int", -out_bound, out_bound),
+        mults=tuple((int(n), fx.gap_multiplier(int(n))) for n in np.unique(counts)))
+    rng = np.random.default_rng(sum(kernel) + lanes)
+    x = rng.integers(-bound, bound + 1, (2, channels, h, w))
+    x[0, 0], x[1, -1] = bound, -bound  # sums at the extremes
+    vb, ob = spec.frame.values.bits, spec.avg_values.bits
+
+    def pack(vals, bits):
+        return sum((int(v) & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(vals))
+
+    padded = np.zeros((2, words * lanes, h, w), dtype=np.int64)
+    padded[:, :channels] = x
+    beats = [pack(padded[f, j * lanes:(j + 1) * lanes, r, c], vb)
+             for f in range(2) for r in range(h) for c in range(w) for j in range(words)]
+    dut = AvgPoolEngine(spec)
+    out, _, _ = run_streams(dut, dut.i, dut.o, beats, 2 * oh * ow * words,
+                            ready=lambda t: t % 3 != 1, valid=lambda t: t % 4 != 2,
+                            max_cycles=200_000)
+    got = np.zeros((2, words * lanes, oh, ow), dtype=np.int64)
+    for k, word in enumerate(out):
+        f, rest = divmod(k, oh * ow * words)
+        p, j = divmod(rest, words)
+        for lane in range(lanes):
+            v = (word >> (lane * ob)) & ((1 << ob) - 1)
+            got[f, j * lanes + lane, p // ow, p % ow] = v - (1 << ob) if v >> (ob - 1) else v
+    np.testing.assert_array_equal(got[:, :channels],
+                                  fx.avg_pool(x, kernel, strides, pads, include))
+
