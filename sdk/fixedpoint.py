@@ -42,12 +42,18 @@ a_c = round(slope_c * 2**15) (int32; the product in int64). ReLU is PReLU with s
 Global average over n = H*W positions (same frac): y = (sum * R + 2**(S-1)) >> S with
 R = round(2**S / n), S = GAP_SHIFT = 24; sum and product in int64.
 
-Windowed average (AvgPool, same frac): per output position, y = (sum * R_n + 2**(S-1)) >> S
+Windowed average (AvgPool), input frac f_in, output frac f = max(f_in, frac_for(B)) (B the
+input's real bound, which also bounds the mean), at most f_in + GAP_SHIFT - 1: the same frac
+for a fixed-point input (already at frac_for of its bound), finer for integers (an average of
+accumulators keeps its fraction instead of being rounded to an integer). Per output position
+
+    y = (sum * R_n + 2**(s-1)) >> s        R_n = round(2**S / n), s = S - (f - f_in)
+
 with the window's sum over its taps inside the map (padded taps hold 0), n its divisor (the
-kernel size with count_include_pad, else the taps inside the map), R_n = round(2**S / n) as
-for the global average, S = GAP_SHIFT; sum and product in int64. One rounding, as the global
-average: the result is within half a step plus |sum| * |R_n - 2**S / n| / 2**S of the exact
-mean (<= 2**-S relative for n <= 2**S), and equal for n a power of two (R_n exact).
+kernel size with count_include_pad, else the taps inside the map), S = GAP_SHIFT as for the
+global average; sum and product in int64. One rounding: the result is within half a step
+plus |sum| * |R_n - 2**S / n| / 2**s of the exact mean, and exact up to that half step for n
+a power of two (R_n exact).
 
 Quantize (the input of an 8-bit layer, issue #11): a fixed tensor x (frac f) onto the integer
 grid of a quantiser with real scale s, zero point z and codes [lo, hi]:
@@ -188,11 +194,24 @@ def window_sums(x: np.ndarray, kernel, strides, pads) -> np.ndarray:
     return win[:, :, ::strides[0], ::strides[1]].sum(axis=(4, 5))
 
 
-def avg_pool(x: np.ndarray, kernel, strides, pads, include_pad: bool) -> np.ndarray:
-    """The AvgPool rule: (window sum * R_n + 2**(S-1)) >> S per output position, int64."""
+def avg_pool_frac(bound: float, frac_in: int) -> int:
+    """Output binary point of an AvgPool reading data of real bound `bound` at `frac_in`."""
+    return max(frac_in, min(frac_for(bound), frac_in + GAP_SHIFT - 1))
+
+
+def avg_pool(x: np.ndarray, kernel, strides, pads, include_pad: bool,
+             shift: int = GAP_SHIFT) -> np.ndarray:
+    """The AvgPool rule: (window sum * R_n + 2**(s-1)) >> s per output position, int64
+    (s = GAP_SHIFT - (f - f_in))."""
     counts = avg_pool_counts(x.shape[-2:], kernel, strides, pads, include_pad)
     mult = np.vectorize(gap_multiplier, otypes=[np.int64])(counts)
-    return round_shift(window_sums(x, kernel, strides, pads) * mult, GAP_SHIFT)
+    return round_shift(window_sums(x, kernel, strides, pads) * mult, shift)
+
+
+def avg_pool_bound(m_in: int, counts: np.ndarray, shift: int = GAP_SHIFT) -> int:
+    """Largest |avg_pool| over |x| <= m_in."""
+    return max(int(round_shift(int(n) * m_in * gap_multiplier(int(n)), shift))
+               for n in np.unique(counts))
 
 
 QUANT_SHIFT_MAX = 62

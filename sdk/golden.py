@@ -373,7 +373,8 @@ def _run_fixed(layer: L.Layer, args: list[np.ndarray], ins, out) -> np.ndarray:
         if layer.keepdims:
             y = y[:, :, None, None]
     elif isinstance(layer, L.AvgPool):
-        y = fx.avg_pool(a, layer.kernel, layer.strides, layer.pads, layer.count_include_pad)
+        y = fx.avg_pool(a, layer.kernel, layer.strides, layer.pads, layer.count_include_pad,
+                        fx.GAP_SHIFT - (out.frac - _frac(ins[0])))
     else:
         raise EdgeError(f"layer '{layer.name}': the golden model cannot run "
                         f"{type(layer).__name__}")

@@ -108,6 +108,23 @@ class PoolSign(nn.Module):
         return self.bnf(self.fc(torch.flatten(torch.sign(self.bn(x)), 1)))
 
 
+class AccPool(nn.Module):
+    """AvgPool straight on a binary conv's integer accumulator, then BN -> sign -> dense: the
+    fixed-point mean keeps its fraction (a finer frac than the integers it reads)."""
+
+    def __init__(self, c=8, seed=0, n_out=10):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.stem, self.bn0 = fpl._bin_conv(1, c, gen, kfan=9 * HI)
+        self.pool = nn.AvgPool2d(2, 2)
+        oh = SHAPE[1] // 2
+        self.fc, self.bnf = fpl._head(c * oh * oh, n_out, gen)
+
+    def forward(self, x):
+        x = self.bn0(self.pool(self.stem(x)))
+        return self.bnf(self.fc(torch.flatten(torch.sign(x), 1)))
+
+
 class PoolOut(nn.Module):
     """real map -> AvgPool -> flatten as the model output: the pooled fixed-point tensor is
     what the backends return, so every value of it is compared (no sign hides an error)."""
@@ -130,6 +147,7 @@ MODELS = {
     "pool3_pad_exclude": lambda: PoolSign(nn.AvgPool2d(3, 1, padding=1,
                                                        count_include_pad=False), seed=2),
     "pool3_pad_include": lambda: PoolSign(nn.AvgPool2d(3, 2, padding=1), seed=3),
+    "acc_pool": lambda: AccPool(seed=8),
     "out_pool2": lambda: PoolOut(nn.AvgPool2d(2, 2), seed=4),
     "out_pool3_include": lambda: PoolOut(nn.AvgPool2d(3, 2, padding=1), seed=5),
     "out_pool3_exclude": lambda: PoolOut(nn.AvgPool2d(3, 1, padding=1,
@@ -206,6 +224,24 @@ def test_dynamo_export_equals_onnxruntime(onnx_paths):
     # dynamo folds BN into the conv weights: onnxruntime's own float32 order there
     assert_close_to_reference(m.run(x), ref, exact=False)
     assert float(np.mean(m.run(x, fixed_point=True).argmax(1) == ref.argmax(1))) >= 0.97
+
+
+def test_average_of_integers_keeps_its_fraction(onnx_paths):
+    """On an integer accumulator the pooled mean gets a fine frac (its quarter steps are not
+    rounded away), so the BN + sign after it agree with float32 on nearly every value."""
+    _, path = onnx_paths("acc_pool")
+    m = _load(path)
+    infos = m.ir.infos()
+    (pool,) = [la for la in m.ir.layers if isinstance(la, L.AvgPool)]
+    assert infos[pool.inputs[0]].kind == "int" and infos[pool.output].frac >= 16
+    x = _inputs(200, seed=6)
+    env_f = golden.run_all(m.ir, x)
+    env_q = golden.run_all(m.ir, x, fixed_point=True)
+    # exact: the sum of 4 integers over 4 is a multiple of 2**-2, both modes
+    np.testing.assert_array_equal(env_q[pool.output] * 2.0 ** -infos[pool.output].frac,
+                                  env_f[pool.output])
+    sign = m.ir.consumers(pool.output)[0]
+    assert float(np.mean(env_q[sign.output] == env_f[sign.output])) >= 0.999
 
 
 def test_fixed_point_pool_tracks_float32(onnx_paths):
@@ -571,7 +607,7 @@ def _fpga_check(ir, x, scores):
 
 @pytest.mark.parametrize("name", ["pool2_sign", "pool3_pad_include", "out_pool2",
                                   "out_pool3_include", "out_pool3_exclude",
-                                  "bireal_down_conv"])
+                                  "bireal_down_conv", "acc_pool"])
 def test_fpga_amaranth_bit_exact_with_fixed_point_golden(onnx_paths, name):
     from edge_sdk.converters.fpga import simulate_amaranth
 

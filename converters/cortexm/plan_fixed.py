@@ -217,15 +217,16 @@ class FixedLayers:
         counts = fx.avg_pool_counts(info.shape[1:], layer.kernel, layer.strides, layer.pads,
                                     layer.count_include_pad)
         mults = np.array([fx.gap_multiplier(int(n)) for n in counts.ravel()], dtype=np.int64)
+        shift = fx.GAP_SHIFT - (_frac(out) - _frac(info))
         dst = self.int_output(out)
         shape = (f"{g.c}x{g.h}x{g.w} -> {g.oh}x{g.ow}, window {g.kh}x{g.kw}, "
                  f"strides {g.sh}x{g.sw}")
         if len(set(mults.tolist())) == 1:
-            self.emit(i, "avg_pool", avg_pool, (g, src.dtype, int(mults[0]), fx.GAP_SHIFT),
+            self.emit(i, "avg_pool", avg_pool, (g, src.dtype, int(mults[0]), shift),
                       [self.arg(src), self.arg(dst)], f"layer {i}: average pool {shape}")
         else:
             t = self.table("int32_t", _int32(i, layer, mults, "a multiplier").astype(np.int32))
-            self.emit(i, "avg_pool", avg_pool, (g, src.dtype, None, fx.GAP_SHIFT),
+            self.emit(i, "avg_pool", avg_pool, (g, src.dtype, None, shift),
                       [self.arg(src), t, self.arg(dst)],
                       f"layer {i}: average pool {shape}, a multiplier per position")
         self.env[layer.output] = dst

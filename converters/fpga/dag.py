@@ -476,7 +476,7 @@ class _Builder:
                        self.fspec(s, lanes), self.infos)
         out = _values(info)
         spec = AvgPoolSpec(frame=pool.frame, window=pool.window, avg_values=out, mults=mults,
-                           shift=fx.GAP_SHIFT)
+                           shift=fx.GAP_SHIFT - (_frac(info) - _frac(self.infos[head.inputs[0]])))
         k = self.add_stage(spec, "avgpool", label, [s.src], True, head.output)
         self.streams[head.output] = self.out_stream(head, s, k, out, spec.out_lanes,
                                                     spec.out_beats)

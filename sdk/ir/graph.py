@@ -318,8 +318,14 @@ def _infer_real(layer: L.Layer, ins: list[TensorInfo]) -> TensorInfo:
         b = fx.gap_bound(m, x.shape[1] * x.shape[2])
         return TensorInfo(shape, "fixed", -b, b, frac)
     if isinstance(layer, L.AvgPool):
+        if layer.frac is None:  # not lowered yet: real values, whatever it reads
+            return TensorInfo(shape, "float", 0, 0)
+        extra = layer.frac - frac
+        if not 0 <= extra < fx.GAP_SHIFT:
+            raise EdgeError(f"{_where(layer)}: output frac {layer.frac} is not within "
+                            f"[{frac}, {frac + fx.GAP_SHIFT - 1}] (input frac {frac})")
         counts = fx.avg_pool_counts(x.shape[1:], layer.kernel, layer.strides, layer.pads,
                                     layer.count_include_pad)
-        b = max(fx.gap_bound(m, int(n)) for n in np.unique(counts))
-        return TensorInfo(shape, "fixed", -b, b, frac)
+        b = fx.avg_pool_bound(m, counts, fx.GAP_SHIFT - extra)
+        return TensorInfo(shape, "fixed", -b, b, frac + extra)
     raise EdgeError(f"{_where(layer)}: unknown layer type {type(layer).__name__}")

@@ -379,7 +379,8 @@ class AvgPool(Layer):
     (onnxruntime's AveragePool up to opset 18, MLAS: each column of the window summed over the
     rows, top to bottom, then those column sums left to right) or "rows" (onnxruntime's
     AveragePool from opset 19 on, and TFLite's AVERAGE_POOL_2D: the taps row by row); both
-    start from 0 and divide the sum by float32(n). Fixed-point rule: sdk/fixedpoint.py.
+    start from 0 and divide the sum by float32(n). Fixed-point rule: sdk/fixedpoint.py;
+    `frac` is the output's binary point once lowered (None: not lowered, "float" data).
     """
 
     kernel: tuple[int, int] = (2, 2)
@@ -387,6 +388,7 @@ class AvgPool(Layer):
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
     count_include_pad: bool = False
     float_kernel: str = "rows"
+    frac: int | None = None
     kind: ClassVar[str] = "avgpool"
 
 

@@ -9,8 +9,9 @@ gets its static worst-case bound and binary point `frac`, and its integer parame
 - `Binarize` of real-valued data (after an optional affine read by it alone) -> `FixedThreshold`;
 - `AddTensors`, `Concat` get their output frac; `PRelu` its quantised slopes.
 
-Layers that keep the input's frac (PRelu, GlobalAvgPool, AvgPool, MaxPool, Flatten) need nothing
-more: the averages' multipliers R_n follow from their window alone (sdk/fixedpoint.py).
+- `AvgPool` gets its output frac (the input's for fixed-point data, finer for integers).
+
+Layers that keep the input's frac (PRelu, GlobalAvgPool, MaxPool, Flatten) need nothing more.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ class FixedPoint(Pass):
             elif isinstance(layer, L.Concat):
                 if infos[layer.output].kind == "float":
                     layer.frac = fx.frac_for(max(real_bound(x) for x in ins))
+            elif isinstance(layer, L.AvgPool):
+                layer.frac = fx.avg_pool_frac(real_bound(ins[0]), _frac_in(ins[0]))
             elif isinstance(layer, L.PRelu):
                 layer.slope_q = fx.prelu_params(np.asarray(layer.slope, np.float64))
             elif isinstance(layer, L.FixedThreshold):
