@@ -11,6 +11,10 @@ and each lane computes the product by every distinct R_n (a constant each, a few
 n in {4, 6, 9} for a 3x3 window padded by 1) and keeps the one for its n. Sums and products are
 as wide as their static bounds (Python integers at plan time), so nothing wraps. Cycles per
 frame as the max-pool: output pixels * words * taps.
+
+Area: a window of one word completes at most every `taps` cycles, so its lanes' sums are held
+and scaled by ceil(lanes / taps) multipliers over up to `taps` cycles (a 3x3 window: one
+multiplier for up to 9 lanes), rather than one multiplier per lane.
 """
 
 from __future__ import annotations
@@ -54,13 +58,18 @@ class AvgPoolEngine(wiring.Component):
     """Streams: `i` (producer beats into the frame buffer), `o` (one word of channels per beat,
     `avg_values` codes)."""
 
-    latency = 4  # issue -> queue write
-
     def __init__(self, spec: AvgPoolSpec):
         self.spec = spec
         f = spec.frame
         if f.values.kind != "int":
             raise ValueError("an average pool needs integer (fixed-point) values")
+        # the window sums of one word are scaled `per_cycle` lanes at a time, over `groups`
+        # cycles, before the next window's sums are in (a window takes `taps` cycles)
+        # (every lane at once when the multipliers are powers of two: plain shifts)
+        shifts_only = all(r > 0 and r & (r - 1) == 0 for _, r in spec.mults)
+        self.per_cycle = f.lanes if shifts_only else math.ceil(f.lanes / spec.window.taps)
+        self.groups = math.ceil(f.lanes / self.per_cycle)
+        self.latency = 4 + self.groups  # issue -> queue write
         self.queue_depth = max(3, math.ceil((self.latency + 3) / spec.window.taps) + 2)
         super().__init__({
             "i": In(stream.Signature(f.producer_lanes * f.values.bits)),
@@ -100,19 +109,44 @@ class AvgPoolEngine(wiring.Component):
                 x = decode(frame.rd_data[k * vb:(k + 1) * vb], f.values)
                 cand = Mux(tv1, x, 0)
                 m.d.sync += accs[k].eq(Mux(first1, 0, accs[k]) + cand)
-        done, v3 = Signal(), Signal()
-        m.d.sync += [done.eq(v1 & last1), v3.eq(done)]
-        outs = []
-        for k in range(lanes):
-            prod = Signal(prod_shape, name=f"prod{k}")
-            scaled = product(accs[k], int(spec.mults[0][1]), spec.dsp)
+        # the sums (and the divisor) held while `per_cycle` multipliers scale them, group g of
+        # lanes [g * per_cycle, (g + 1) * per_cycle) in the g-th cycle after `done`
+        done = Signal()
+        m.d.sync += done.eq(v1 & last1)
+        pc, groups = self.per_cycle, self.groups
+        held = [Signal(sum_shape, name=f"held{k}") for k in range(groups * pc)]
+        held_count = Signal.like(count)
+        run = Signal()
+        g = Signal(range(max(groups, 2)))
+        with m.If(done):
+            m.d.sync += [h.eq(a) for h, a in zip(held, accs)]
+            m.d.sync += [held_count.eq(count), run.eq(1), g.eq(0)]
+        with m.Elif(run):
+            m.d.sync += [g.eq(g + 1), run.eq(g != groups - 1)]
+        run1, last_g1 = Signal(), Signal()
+        g1 = Signal.like(g)
+        m.d.sync += [run1.eq(run), g1.eq(g), last_g1.eq(run & (g == groups - 1))]
+        ys = []
+        for j in range(pc):
+            x = held[j]
+            for gi in range(1, groups):
+                x = Mux(g == gi, held[gi * pc + j], x)
+            sel = Signal(sum_shape, name=f"sel{j}")
+            m.d.comb += sel.eq(x)
+            scaled = product(sel, int(spec.mults[0][1]), spec.dsp)
             for n, r in spec.mults[1:]:
-                scaled = Mux(count == n, product(accs[k], int(r), spec.dsp), scaled)
+                scaled = Mux(held_count == n, product(sel, int(r), spec.dsp), scaled)
+            prod = Signal(prod_shape, name=f"prod{j}")
             m.d.sync += prod.eq(scaled + (1 << (spec.shift - 1)))
-            y = Signal(signed(ob), name=f"y{k}")
-            m.d.sync += y.eq(prod >> spec.shift)
-            outs.append(y)
-        v4 = Signal()
-        m.d.sync += v4.eq(v3)
-        m.d.comb += [queue.w_data.eq(Cat(*outs)), queue.w_en.eq(v4)]
+            y = Signal(signed(ob), name=f"y{j}")
+            m.d.comb += y.eq(prod >> spec.shift)
+            ys.append(y)
+        slots = [Signal(signed(ob), name=f"out{k}") for k in range(groups * pc)]
+        with m.If(run1):
+            for gi in range(groups):
+                with m.If(g1 == gi):
+                    m.d.sync += [slots[gi * pc + j].eq(ys[j]) for j in range(pc)]
+        out_valid = Signal()
+        m.d.sync += out_valid.eq(last_g1)
+        m.d.comb += [queue.w_data.eq(Cat(*slots[:lanes])), queue.w_en.eq(out_valid)]
         return m

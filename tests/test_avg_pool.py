@@ -684,6 +684,8 @@ def test_tflite_fused_activation_is_refused_naming_the_operator(tmp_path):
     ((3, 3), (1, 1), (1, 1, 1, 1), False, 3, 3),
     ((3, 3), (2, 2), (1, 1, 1, 1), True, 2, 5),
     ((2, 3), (1, 2), (1, 0, 0, 1), False, 1, 2),
+    ((2, 2), (1, 1), (0, 0, 1, 1), False, 7, 9),  # 2 multipliers, 4 groups of lanes
+    ((1, 2), (1, 2), (0, 0, 0, 0), False, 5, 5),  # 3 multipliers for 5 lanes, 2 taps
 ])
 def test_avg_pool_engine_equals_the_rule_with_backpressure(kernel, strides, pads, include,
                                                           lanes, channels):
