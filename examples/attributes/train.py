@@ -19,7 +19,10 @@ and to one class-label loss; the query head needs the block-wise loss. The recip
 Run: `python examples/attributes/train.py` (both heads, writes the .onnx files, the test split
 and `training.json` next to this script).
 Variants measured in examples/README.md (`experiments.json`): `--seed N`, `--loss class|...`,
-`--head-bits 8`, `--hidden H`, `--widths`, `--epochs`; use `--out DIR` to keep the shipped files.
+`--head-bits 8`, `--hidden H`, `--widths`, `--epochs`, `--blocks B --block-len L` (the block
+geometry), `--loss distill|distill+block` (soft block targets from an FC teacher, see
+QueryLoss), `--loss block+aux` (a training-only FC head), `--query-scale S` (a softer block
+softmax for the decoder, see soften_query); use `--out DIR` to keep the shipped files.
 """
 
 from __future__ import annotations
@@ -71,10 +74,12 @@ class Config:
     blocks: int = 8
     block_len: int = 16
     hidden: int = 0  # query head only: a binary hidden layer of this width before the query
-    loss: str = "block"  # query head only: "block", "class" or "class+block" (see loss_fn)
+    loss: str = "block"  # query head only: one of QUERY_LOSSES (see QueryLoss)
     train_per_class: int = TRAIN_PER_CLASS
     seed: int = SEED  # weight initialisation and batch order
     head_bits: int = 1  # output layer weights: 1 (binary) or 8 (float on the 8-bit grid)
+    temperature: float = 2.0  # "distill" losses only: softmax temperature of the FC teacher
+    query_scale: float = 1.0  # query head only: factor on its last BatchNorm after training
 
 
 def backbone(widths: tuple[int, int, int]) -> nn.Sequential:
@@ -127,6 +132,10 @@ def _int8_linear() -> type:
     return mod.Int8Linear
 
 
+QUERY_LOSSES = ("block", "class", "class+block", "logclass", "logclass+block", "distill",
+                "distill+block", "block+aux")
+
+
 def codebooks(cfg: Config) -> Codebooks:
     return random_sbc(F, M, cfg.blocks, cfg.block_len, seed=CODEBOOK_SEED)
 
@@ -147,11 +156,20 @@ class QueryLoss(nn.Module):
     similarity sum_b p_b[pos_c,b] of the block-wise softmax p with product c's hot positions,
     times a learned temperature (a training-only parameter; argmax does not depend on it).
     `class+block` adds the two.
+
+    `distill`: cross-entropy per block towards soft targets from a trained FC teacher (same
+    backbone, recipe and seed): p_b(j) = sum of the teacher's class probabilities (softmax of
+    its logits / temperature) over the classes whose product has position j in block b. Why:
+    the teacher's near misses tell each block which positions are plausible, a smoother target
+    than the one hot position. `distill+block` adds the hard block loss. `block+aux`: the block
+    loss plus a training-only FC head on the same backbone features (plain cross-entropy over
+    the classes), so the backbone learns class-separating features; the aux head is dropped
+    at export (the deployed model is the query head alone).
     """
 
     def __init__(self, kind: str, cb: Codebooks):
         super().__init__()
-        if kind not in ("block", "class", "class+block", "logclass", "logclass+block"):
+        if kind not in QUERY_LOSSES:
             raise ValueError(f"unknown query loss {kind!r}")
         self.kind, self.L = kind, cb.L
         self.register_buffer("pos", torch.from_numpy(
@@ -159,9 +177,12 @@ class QueryLoss(nn.Module):
         self.log_temp = nn.Parameter(torch.tensor(float(np.log(8.0))))
 
     def forward(self, scores: torch.Tensor, target: torch.Tensor,
-                classes: torch.Tensor) -> torch.Tensor:
+                classes: torch.Tensor, soft: torch.Tensor | None = None) -> torch.Tensor:
         n, b = target.shape
         loss = scores.new_zeros(())
+        if self.kind.startswith("distill"):
+            logp = torch.log_softmax(scores.reshape(n, b, self.L), -1)
+            loss = loss - (soft * logp).sum(-1).mean()
         if "block" in self.kind:
             loss = loss + tf.cross_entropy(scores.reshape(-1, self.L), target.reshape(-1))
         if self.kind.startswith("logclass"):
@@ -183,9 +204,41 @@ def seed_everything(seed: int = SEED) -> None:
     torch.set_num_threads(1)
 
 
-def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | None = None
-          ) -> tuple[nn.Sequential, float]:
-    """Train one head; returns (model, wall seconds)."""
+def soft_block_targets(teacher_logits: np.ndarray, cb: Codebooks, temperature: float
+                       ) -> torch.Tensor:
+    """[N, B, L] soft block targets: the teacher's class probabilities summed per position."""
+    logits = torch.from_numpy(teacher_logits).double() / temperature
+    q = torch.softmax(logits, -1)  # [N, C]
+    pos = torch.from_numpy(product_indices(cb.indices, all_classes(), cb.L))  # [C, B]
+    n, b = len(q), pos.shape[1]
+    onehot = tf.one_hot(pos, cb.L).double()  # [C, B, L]
+    return torch.einsum("nc,cbl->nbl", q, onehot).float().reshape(n, b, cb.L)
+
+
+def teacher_logits(cfg: Config, split: Split, cb: Codebooks, cache: Path | None
+                   ) -> tuple[np.ndarray, float]:
+    """The FC head's logits on the training images (eval mode), trained with the same config
+    and seed; cached in `cache` so several students can share one teacher. Returns (logits,
+    the teacher's training seconds, 0 when read from the cache)."""
+    if cache is not None and cache.exists():
+        return np.load(cache), 0.0
+    model, seconds = train("fc", cfg, split, cb)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(split.x)).numpy()
+    if cache is not None:
+        np.save(cache, logits)
+    return logits, seconds
+
+
+def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | None = None,
+          teacher_cache: Path | None = None) -> tuple[nn.Sequential, float]:
+    """Train one head; returns (model, wall seconds, the teacher's included for `distill`)."""
+    teacher_seconds = 0.0
+    soft = None
+    if kind == "query" and cfg.loss.startswith("distill"):
+        logits, teacher_seconds = teacher_logits(cfg, split, cb, teacher_cache)
+        soft = soft_block_targets(logits, cb, cfg.temperature)
     seed_everything(cfg.seed)
     d = cfg.blocks * cfg.block_len
     model = build(cfg, M**F) if kind == "fc" else build(cfg, d, cfg.hidden)
@@ -193,6 +246,7 @@ def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | Non
     y = targets(kind, split, cb)
     classes = torch.from_numpy(split.classes.astype(np.int64))
     epochs = cfg.epochs if epochs is None else epochs
+    forward = model
     if kind == "fc":
         def loss_fn(scores, i):
             return tf.cross_entropy(scores, y[i])
@@ -200,8 +254,23 @@ def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | Non
     else:
         query_loss = QueryLoss(cfg.loss, cb)
         def loss_fn(scores, i):
-            return query_loss(scores, y[i], classes[i])
+            return query_loss(scores, y[i], classes[i], None if soft is None else soft[i])
         params = list(model.parameters()) + list(query_loss.parameters())
+        if cfg.loss.endswith("+aux"):  # training-only FC head on the backbone's features
+            features = cfg.widths[2] * (SIZE // 4) ** 2
+            aux = nn.Sequential(BinaryLinear(features, M**F), nn.BatchNorm1d(M**F))
+            body, top = model[0], model[1:]
+            aux_forward = {}
+
+            def forward(xb):
+                h = body(xb)
+                aux_forward["scores"] = aux(h)
+                return top(h)
+
+            def loss_fn(scores, i):
+                return query_loss(scores, y[i], classes[i]) + tf.cross_entropy(
+                    aux_forward["scores"], classes[i])
+            params += list(aux.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -215,14 +284,14 @@ def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | Non
             if idx.numel() < 2:  # BatchNorm needs more than one sample
                 continue
             opt.zero_grad()
-            loss = loss_fn(model(x[idx]), idx)
+            loss = loss_fn(forward(x[idx]), idx)
             loss.backward()
             opt.step()
             total += loss.item() * idx.numel()
         sched.step()
         print(f"{kind} epoch {epoch + 1:3d}  loss {total / len(x):.4f}  "
               f"{time.perf_counter() - start:.0f} s", flush=True)
-    return model, time.perf_counter() - start
+    return model, time.perf_counter() - start + teacher_seconds
 
 
 @torch.no_grad()
@@ -270,11 +339,29 @@ def append_factorizer(path: Path, cb: Codebooks) -> None:
     onnx.save(m, path)
 
 
-def train_head(kind: str, cfg: Config, out: Path, epochs: int | None = None) -> dict:
+def soften_query(model: nn.Sequential, scale: float) -> None:
+    """Multiply the query scores by `scale` (< 1: a softer block softmax) by scaling the last
+    BatchNorm's weight and bias, so the exported model needs no extra node.
+
+    Why: the block loss calibrates each block's softmax for that block alone, and a block that
+    is confidently wrong then outweighs several that are mildly right in the decoder's sum
+    sum_b p_b[pos_b]. A softer softmax moves that sum towards sum_b (scores at pos_b), the
+    log-likelihood of the product if the blocks' scores were independent log-probabilities.
+    """
+    bn = model[-1]
+    with torch.no_grad():
+        bn.weight.mul_(scale)
+        bn.bias.mul_(scale)
+
+
+def train_head(kind: str, cfg: Config, out: Path, epochs: int | None = None,
+               teacher_cache: Path | None = None) -> dict:
     """Train, evaluate in torch and export one head into `out` (one process's job)."""
     tr, te = make_split(cfg.train_per_class, TRAIN_SEED), test_split()
     cb = codebooks(cfg)
-    model, seconds = train(kind, cfg, tr, cb, epochs)
+    model, seconds = train(kind, cfg, tr, cb, epochs, teacher_cache)
+    if kind == "query" and cfg.query_scale != 1.0:
+        soften_query(model, cfg.query_scale)
     acc = torch_accuracy(kind, model, te, cb)
     path = out / (QUERY_ONNX if kind == "query" else FC_ONNX)
     for layer in model.modules():  # 8-bit head: export the grid values themselves
@@ -288,7 +375,8 @@ def train_head(kind: str, cfg: Config, out: Path, epochs: int | None = None) -> 
 
 
 def run(cfg: Config, out: Path, heads: tuple[str, ...] = ("query", "fc"),
-        epochs: int | None = None, parallel: bool = True) -> dict:
+        epochs: int | None = None, parallel: bool = True, teacher_cache: Path | None = None
+        ) -> dict:
     """Train and export the heads into `out`; the test split is written there too.
 
     `parallel`: one process per head (each single-threaded), which uses both cores better than
@@ -298,16 +386,22 @@ def run(cfg: Config, out: Path, heads: tuple[str, ...] = ("query", "fc"),
     te = test_split()
     np.save(out / "test_x.npy", te.x)
     np.save(out / "test_y.npy", te.y)
-    summary: dict = {"config": asdict(cfg), "train_images": M**F * cfg.train_per_class,
+    config = asdict(cfg)
+    if not cfg.loss.startswith("distill"):  # keeps the default run's training.json as it was
+        del config["temperature"]
+    if cfg.query_scale == 1.0:
+        del config["query_scale"]
+    summary: dict = {"config": config, "train_images": M**F * cfg.train_per_class,
                      "test_images": len(te.x)}
     start = time.perf_counter()
     if parallel and len(heads) > 1:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(heads), mp_context=ctx) as pool:
-            jobs = {k: pool.submit(train_head, k, cfg, out, epochs) for k in heads}
+            jobs = {k: pool.submit(train_head, k, cfg, out, epochs, teacher_cache)
+                    for k in heads}
             summary.update({k: job.result() for k, job in jobs.items()})
     else:
-        summary.update({k: train_head(k, cfg, out, epochs) for k in heads})
+        summary.update({k: train_head(k, cfg, out, epochs, teacher_cache) for k in heads})
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
     return summary
 
@@ -320,8 +414,14 @@ def main() -> None:
     ap.add_argument("--block-len", type=int, default=Config.block_len)
     ap.add_argument("--hidden", type=int, default=Config.hidden)
     ap.add_argument("--lr", type=float, default=Config.lr)
-    ap.add_argument("--loss", default=Config.loss, choices=("block", "class", "class+block", "logclass", "logclass+block"),
-                    help="query head loss")
+    ap.add_argument("--loss", default=Config.loss, choices=QUERY_LOSSES, help="query head loss")
+    ap.add_argument("--temperature", type=float, default=Config.temperature,
+                    help="distill losses: the FC teacher's softmax temperature")
+    ap.add_argument("--teacher-cache", type=Path, default=None,
+                    help="distill losses: .npy of the teacher's training logits (written if "
+                         "missing; must come from the same widths/epochs/seed/head-bits)")
+    ap.add_argument("--query-scale", type=float, default=Config.query_scale,
+                    help="factor on the query scores after training (< 1: softer block softmax)")
     ap.add_argument("--per-class", type=int, default=TRAIN_PER_CLASS,
                     help="training images per class")
     ap.add_argument("--heads", default="query,fc")
@@ -334,8 +434,9 @@ def main() -> None:
         ap.error("--widths takes three channel counts")
     cfg = Config(epochs=a.epochs, widths=widths, blocks=a.blocks, block_len=a.block_len,
                  hidden=a.hidden, train_per_class=a.per_class, lr=a.lr,
-                 loss=a.loss, seed=a.seed, head_bits=a.head_bits)
-    summary = run(cfg, a.out, tuple(a.heads.split(",")))
+                 loss=a.loss, seed=a.seed, head_bits=a.head_bits, temperature=a.temperature,
+                 query_scale=a.query_scale)
+    summary = run(cfg, a.out, tuple(a.heads.split(",")), teacher_cache=a.teacher_cache)
     (a.out / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
