@@ -37,7 +37,7 @@ _SAME = {L.Conv2d: L.Conv2d, L.Dense: L.Dense, L.Binarize: L.Threshold, L.MaxPoo
          L.Flatten: L.Flatten, L.Reshape: L.Reshape, L.Transpose: L.Transpose,
          L.GroupConv2d: L.GroupConv2d,
          L.AddTensors: L.AddTensors, L.PRelu: L.PRelu, L.GlobalAvgPool: L.GlobalAvgPool,
-         L.Concat: L.Concat}
+         L.Concat: L.Concat, L.AvgPool: L.AvgPool}
 
 
 @dataclass(frozen=True)

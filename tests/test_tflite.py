@@ -246,7 +246,7 @@ def conv_opts(padding, stride, dilation, act=0):
     return make
 
 
-def pool_opts(padding, stride, kernel):
+def pool_opts(padding, stride, kernel, act=0):
     def make(b):
         b.StartObject(6)
         b.PrependInt8Slot(0, padding, 0)
@@ -254,6 +254,7 @@ def pool_opts(padding, stride, kernel):
         b.PrependInt32Slot(2, stride[0], 0)
         b.PrependInt32Slot(3, kernel[1], 0)
         b.PrependInt32Slot(4, kernel[0], 0)
+        b.PrependInt8Slot(5, act, 0)
         return 5, b.EndObject()
     return make
 

@@ -333,8 +333,8 @@ def _bad_models():
     w = Writer()
     x, y = _float_map(w)
     out = w.tensor([1, 2, 2, 2], name="pool_out")
-    w.op(AVG_POOL, [y], [out], pool_opts(1, (2, 2), (2, 2)))
-    cases["local average pool"] = (w, x, out, ["AVERAGE_POOL_2D", "whole map"])
+    w.op(AVG_POOL, [y], [out], pool_opts(1, (2, 2), (2, 2), act=1))  # fused RELU
+    cases["fused relu on an average pool"] = (w, x, out, ["AVERAGE_POOL_2D", "RELU"])
     w = Writer()
     x, y = _float_map(w)
     b = w.tensor([1, 4, 4, 2])

@@ -75,7 +75,10 @@ def stage_timing(name: str, layers: str, spec, component) -> StageTiming:
                            else "dense", spec.pe, spec.simd, spec.compute_cycles,
                            spec.frame.write_cycles, component.latency, spec.macs, f"{a}x{w}")
     if isinstance(spec, PoolSpec):
-        kind = "relayout" if spec.window.kernel == (1, 1) else "maxpool"
+        from ...hw.avg_pool import AvgPoolSpec  # hw.avg_pool imports the pool engine
+
+        kind = ("relayout" if spec.window.kernel == (1, 1)
+                else "avgpool" if isinstance(spec, AvgPoolSpec) else "maxpool")
         return StageTiming(name, layers, kind, None, spec.frame.lanes, spec.compute_cycles,
                            spec.frame.write_cycles, component.latency, 0, "")
     if isinstance(spec, ThresholdSpec):
