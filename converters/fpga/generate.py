@@ -40,7 +40,8 @@ def assemble(p: Plan) -> tuple[Plan, Network, Schedule]:
     if p.sources is None:
         sched = schedule(timings, h * w * p.input.beats, oh * ow * p.output.beats)
     else:
-        frame = [t.kind in ("conv", "dense", "maxpool", "relayout", "gap") for t in timings]
+        frame = [t.kind in ("conv", "dense", "maxpool", "avgpool", "relayout", "gap")
+                 for t in timings]
         sched = schedule_graph(timings, p.sources, frame, h * w * p.input.beats,
                                oh * ow * p.output.beats)
     return p, net, sched
