@@ -109,7 +109,10 @@ class FixedLayers:
         return src
 
     def on_group_conv(self, i: int, layer: L.GroupConv2d) -> None:
-        if L.is_int8(layer.weights):  # 8-bit weights: never the ±1-weight kernels below
+        if L.is_int8(layer.weights) or not self.env[layer.inputs[0]].is_bits:
+            # 8-bit weights, or integer data (e.g. the per-channel window sums of a TFLite
+            # MEAN): each output reads only its group (int8_group_conv), never the block-
+            # diagonal form and never the ±1-weight kernels below
             self.on_int8_conv(i, layer)
             return
         g = layer.groups
