@@ -1,16 +1,17 @@
 """Windowed average pool on fixed-point integers (issue #11: the Bi-Real / ReActNet downsampling
 shortcut), "average pooling as accumulate-and-scale".
 
-The max-pool engine's frame buffer and window scan (hw/pool.py) feed, per output pixel and
-memory word, the window's taps one per cycle; each lane accumulates its signed value (padded
-taps, `tap_valid` low, add 0) and on the window's last tap the sum is scaled by one rounding
-multiply, y = (sum * R_n + 2**(S-1)) >> S: sdk/fixedpoint.py's AvgPool rule. n is the same for
-every output position unless padding is excluded from a padded window's divisor (ONNX
-count_include_pad=0, TFLite SAME); then a counter of the window's taps inside the map gives n,
-and each lane computes the product by every distinct R_n (a constant each, a few of them: e.g.
-n in {4, 6, 9} for a 3x3 window padded by 1) and keeps the one for its n. Sums and products are
-as wide as their static bounds (Python integers at plan time), so nothing wraps. Cycles per
-frame as the max-pool: output pixels * words * taps.
+The front end it shares with the max-pool engine (hw/pool.py's `window_front`: frame buffer,
+window scan, output queue) feeds, per output pixel and memory word, the window's taps one per
+cycle; each lane accumulates its signed value (padded taps, `tap_valid` low, add 0) and on the
+window's last tap the sum is scaled by one rounding multiply, y = (sum * R_n + 2**(S-1)) >> S:
+sdk/fixedpoint.py's AvgPool rule. n is the same for every output position unless padding is
+excluded from a padded window's divisor (ONNX count_include_pad=0, TFLite SAME); then a counter
+of the window's taps inside the map gives n, and each lane computes the product by every
+distinct R_n (a constant each, a few of them: e.g. n in {4, 6, 9} for a 3x3 window padded by 1)
+and keeps the one for its n. Sums and products are as wide as their static bounds (Python
+integers at plan time), so nothing wraps. Cycles per frame as the max-pool: output pixels *
+words * taps.
 
 Area: a window of one word completes at most every `taps` cycles, so its lanes' sums are held
 and scaled by ceil(lanes / taps) multipliers over up to `taps` cycles (a 3x3 window: one
@@ -27,9 +28,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .fixed_stages import bound_shape, decode, product
-from .framebuf import FrameBuffer
-from .outq import OutputQueue
-from .scan import WindowScan
+from .pool import front_queue_depth, window_front
 from .specs import PoolSpec, Values
 
 
@@ -70,7 +69,7 @@ class AvgPoolEngine(wiring.Component):
         self.per_cycle = f.lanes if shifts_only else math.ceil(f.lanes / spec.window.taps)
         self.groups = math.ceil(f.lanes / self.per_cycle)
         self.latency = 4 + self.groups  # issue -> queue write
-        self.queue_depth = max(3, math.ceil((self.latency + 3) / spec.window.taps) + 2)
+        self.queue_depth = front_queue_depth(spec, self.latency)
         super().__init__({
             "i": In(stream.Signature(f.producer_lanes * f.values.bits)),
             "o": Out(stream.Signature(f.lanes * spec.avg_values.bits)),
@@ -80,24 +79,9 @@ class AvgPoolEngine(wiring.Component):
         m = Module()
         spec, f = self.spec, self.spec.frame
         vb, ob, lanes = f.values.bits, spec.avg_values.bits, f.lanes
-        m.submodules.frame = frame = FrameBuffer(f)
-        m.submodules.scan = scan = WindowScan(f.height, f.width, f.words, spec.window,
-                                              f.words, inner_words=False)
-        m.submodules.queue = queue = OutputQueue(lanes * ob, self.queue_depth)
-        wiring.connect(m, wiring.flipped(self.i), frame.i)
-        wiring.connect(m, queue.o, wiring.flipped(self.o))
-
-        issue = Signal()
-        m.d.comb += [
-            issue.eq(frame.frame_valid & (~scan.last | queue.has_credit)),
-            scan.advance.eq(issue),
-            frame.rd_addr.eq(scan.addr),
-            frame.release.eq(issue & scan.frame_last),
-            queue.take_credit.eq(issue & scan.last),
-        ]
-        v1, first1, last1, tv1 = Signal(), Signal(), Signal(), Signal()
-        m.d.sync += [v1.eq(issue), first1.eq(scan.first), last1.eq(scan.last),
-                     tv1.eq(scan.tap_valid)]
+        front = window_front(m, spec, self.i, self.o, lanes * ob, self.queue_depth)
+        frame, queue = front.frame, front.queue
+        v1, first1, last1, tv1 = front.v1, front.first1, front.last1, front.tv1
         sum_shape = bound_shape(spec.sum_bound)
         top = max(abs(int(r)) for _, r in spec.mults)
         prod_shape = bound_shape(spec.sum_bound * top + (1 << (spec.shift - 1)))
