@@ -27,6 +27,7 @@ from __future__ import annotations
 from tvm.script import tirx as T
 
 from .geometry import Window
+from .kernels_pool import window_fold
 from .tir_to_c import Kernel, Param
 
 TWO_32 = 1 << 32
@@ -136,7 +137,6 @@ def global_avg(name: str, channels: int, pixels: int, in_dtype: str, mult: int,
     return Kernel(name, func, (Param("x", "in"), Param("y", "out")))
 
 
-
 def avg_pool(name: str, g: Window, in_dtype: str, mult: int | None, shift: int) -> Kernel:
     """Windowed average of [C][H*W] into [C][OH*OW] (geometry `g`): the taps inside the map
     summed in int64 (padded taps hold 0: skipped, with a bounds test only when the layer
@@ -145,49 +145,13 @@ def avg_pool(name: str, g: Window, in_dtype: str, mult: int | None, shift: int) 
     half = 1 << (shift - 1)
 
     @T.macro
-    def tap(X, total, xi):
-        total[0] = total[0] + _int64(X[xi])
+    def tap(ih, iw, X, Tb, total, c):
+        total[0] = total[0] + _int64(X[(c * g.h + ih) * g.w + iw])
 
-    @T.macro
-    def window(X, total, c, oh, ow):
-        total[0] = T.int64(0)
-        for r in range(g.kh):
-            for s in range(g.kw):
-                ih = T.bind(oh * g.sh - g.pt + r)
-                iw = T.bind(ow * g.sw - g.pl + s)
-                if g.bounded:
-                    if 0 <= ih < g.h and 0 <= iw < g.w:
-                        tap(X, total, (c * g.h + ih) * g.w + iw)
-                else:
-                    tap(X, total, (c * g.h + ih) * g.w + iw)
+    def finish(total, Tb, c, oh, ow):
+        """(sum * R_n + 2**(S-1)) >> S, R_n the position's table entry or the one constant."""
+        r = T.int64(mult) if mult is not None else _int64(Tb[oh * g.ow + ow])
+        return T.Cast("int32", (total * r + T.int64(half)) >> T.int64(shift))
 
-    if mult is None:
-        @T.prim_func
-        def func(x: T.handle(in_dtype), t: T.handle("int32"), y: T.handle("int32")):
-            X = T.decl_buffer((g.c * g.h * g.w,), in_dtype, data=x)
-            Tb = T.decl_buffer((g.oh * g.ow,), "int32", data=t)
-            Y = T.decl_buffer((g.c * g.oh * g.ow,), "int32", data=y)
-            for c in range(g.c):
-                for oh in range(g.oh):
-                    for ow in range(g.ow):
-                        total = T.alloc_buffer((1,), "int64")
-                        window(X, total, c, oh, ow)
-                        Y[(c * g.oh + oh) * g.ow + ow] = T.Cast("int32", (
-                            total[0] * _int64(Tb[oh * g.ow + ow]) + T.int64(half)
-                        ) >> T.int64(shift))
-
-        return Kernel(name, func, (Param("x", "in"), Param("t", "const"), Param("y", "out")))
-
-    @T.prim_func
-    def func_c(x: T.handle(in_dtype), y: T.handle("int32")):
-        X = T.decl_buffer((g.c * g.h * g.w,), in_dtype, data=x)
-        Y = T.decl_buffer((g.c * g.oh * g.ow,), "int32", data=y)
-        for c in range(g.c):
-            for oh in range(g.oh):
-                for ow in range(g.ow):
-                    total = T.alloc_buffer((1,), "int64")
-                    window(X, total, c, oh, ow)
-                    Y[(c * g.oh + oh) * g.ow + ow] = T.Cast(
-                        "int32", (total[0] * T.int64(mult) + T.int64(half)) >> T.int64(shift))
-
-    return Kernel(name, func_c, (Param("x", "in"), Param("y", "out")))
+    return window_fold(name, g, in_dtype, "int64", T.int64(0), tap, finish,
+                       g.oh * g.ow if mult is None else None)
