@@ -32,6 +32,7 @@ torch = pytest.importorskip("torch", reason="the [train] extra (torch) is not in
 import test_fixed_point_layers as fpl
 import torch_nets as tn
 from conftest import assert_close_to_reference
+from host_check import assert_host_bit_exact, assert_qemu_bit_exact
 from torch import nn
 
 SHAPE = (1, 8, 8)
@@ -534,27 +535,11 @@ def test_tflite_int8_and_whole_map_paths_unchanged(tmp_path):
 
 
 # ---------------------------------------------------------------------------- Cortex-M
-def _scores_input(ir, x):
-    """The golden fixed-point tensor that feeds Scores, flat per sample (the C's output)."""
-    env = golden.run_all(ir, x, fixed_point=True)
-    scores = ir.producer(ir.outputs[0])
-    return env[scores.inputs[0]].reshape(len(x), -1)
-
-
 @pytest.mark.parametrize("name", list(MODELS))
 def test_cortexm_host_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
-    from edge_sdk.converters.cortexm import build
-    from edge_sdk.converters.cortexm.host import HostModel
-
     m = _load(onnx_paths(name)[1])
-    cm = build(m.ir)
+    cm = assert_host_bit_exact(m.ir, _inputs(200, seed=3), tmp_path / "host")
     assert any("average pool" in line for line in cm.files["model.c"].splitlines())
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = _inputs(200, seed=3)
-    want = _scores_input(m.ir, x)
-    y = host.run(golden.quantise_input(m.ir.layers[0], x))
-    np.testing.assert_array_equal(y, want)
 
 
 @pytest.mark.slow
@@ -568,33 +553,17 @@ def test_cortexm_host_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, na
 def test_cortexm_host_many_seeds_and_inputs(tmp_path, make, seed):
     """Other random weights at 40 channels (two words per packed pixel), 2000 inputs each:
     faithful mode vs onnxruntime exactly, and the C vs the fixed-point golden model."""
-    from edge_sdk.converters.cortexm import build
-    from edge_sdk.converters.cortexm.host import HostModel
-
     path = tn.export(make(seed), torch.zeros((2, *SHAPE)), tmp_path / "m.onnx", False)
     m = _load(path)
     x = _inputs(2000, seed=seed)
     np.testing.assert_array_equal(m.run(x), run_onnxruntime(path, x))
-    cm = build(m.ir)
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)),
-                                  _scores_input(m.ir, x))
+    assert_host_bit_exact(m.ir, x, tmp_path / "host")
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 @pytest.mark.parametrize("name", ["bireal_down_conv", "out_pool3_exclude"])
 def test_cortexm_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
-    from edge_sdk import targets
-    from edge_sdk.converters.cortexm import backend
-
-    folder = targets.convert(_load(onnx_paths(name)[1]), "cortex-m", tmp_path / "out", {})
-    meta, ir = targets.open_build(folder)
-    x = _inputs(12, seed=5)
-    want = _scores_input(ir, x)
-    y, _ = backend.simulate(folder, meta, ir, golden.quantise_input(ir.layers[0], x), x,
-                            count=False)
-    np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
+    assert_qemu_bit_exact(_load(onnx_paths(name)[1]), _inputs(12, seed=5), tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------- FPGA

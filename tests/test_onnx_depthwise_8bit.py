@@ -12,12 +12,10 @@ import pytest
 import torch
 import torch_nets as tn
 from conftest import assert_close_to_reference
+from host_check import assert_host_bit_exact
 from torch import nn
 
 import edge_sdk
-from edge_sdk import golden
-from edge_sdk.converters.cortexm import build
-from edge_sdk.converters.cortexm.host import HostModel
 from edge_sdk.converters.onnx.reference import run_onnxruntime
 from edge_sdk.ir import layers as L
 
@@ -88,13 +86,7 @@ def test_faithful_and_fixed_point_against_onnxruntime(model):
 
 def test_cortex_m_host_bit_exact(model, tmp_path):
     _, m = model
-    cm = build(m.ir)
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = inputs(100, seed=3)
-    env = golden.run_all(m.ir, x, fixed_point=True)
-    want = env[m.ir.producer(m.ir.outputs[0]).inputs[0]].reshape(len(x), -1)
-    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)), want)
+    cm = assert_host_bit_exact(m.ir, inputs(100, seed=3), tmp_path / "host")
     assert "depthwise conv" in "".join(cm.files.values())  # the int8 grouped kernel
 
 

@@ -22,13 +22,11 @@ import shutil
 import numpy as np
 import pytest
 from conftest import assert_close_to_reference, run_cli
+from host_check import assert_host_bit_exact, assert_qemu_bit_exact
 from test_tflite import CONV, CUSTOM, FC, MAXPOOL, RESHAPE, Writer, conv_opts, lce, pool_opts
 from test_tflite_resnet import MEAN, reducer_opts
 
 import edge_sdk
-from edge_sdk import golden, targets
-from edge_sdk.converters.cortexm import backend, build
-from edge_sdk.converters.cortexm.host import HostModel
 from edge_sdk.converters.tflite.reference import pack, run_reference
 from edge_sdk.errors import EdgeError
 from edge_sdk.ir import layers as L
@@ -140,36 +138,15 @@ def test_activation_scale_is_the_reference_maximum(models):
     assert q.scale == float(np.float32(top / 127))
 
 
-def _want(ir, x):
-    """The golden fixed-point tensor that feeds Scores, flat per sample (the C's output)."""
-    env = golden.run_all(ir, x, fixed_point=True)
-    scores = ir.producer(ir.outputs[0])
-    return env[scores.inputs[0]].reshape(len(x), -1)
-
-
 @pytest.mark.parametrize("head", HEADS)
 def test_cortex_m_host_bit_exact_with_fixed_point(models, tmp_path, head):
     _, m = models[head]
-    cm = build(m.ir)
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = inputs(300, seed=3)
-    want = _want(m.ir, x)
-    y = host.run(golden.quantise_input(m.ir.layers[0], x))
-    bad = np.argwhere(y != want)
-    assert bad.size == 0, (f"{len(bad)} differences, first at {bad[0]}: C "
-                           f"{y[tuple(bad[0])]} vs golden {want[tuple(bad[0])]}")
+    assert_host_bit_exact(m.ir, inputs(300, seed=3), tmp_path / "host")
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 def test_cortex_m_qemu_bit_exact_with_fixed_point(models, tmp_path):
-    folder = targets.convert(models["mean"][1], "cortex-m", tmp_path / "out", {})
-    meta, ir = targets.open_build(folder)
-    x = inputs(8, seed=5)
-    want = _want(ir, x)
-    y, _ = backend.simulate(folder, meta, ir, golden.quantise_input(ir.layers[0], x), x,
-                            count=False)
-    np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
+    assert_qemu_bit_exact(models["mean"][1], inputs(8, seed=5), tmp_path / "out")
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
@@ -301,12 +278,7 @@ def test_depthwise_stem_faithful_and_fixed_point_against_reference(dw_model):
 
 def test_depthwise_stem_cortex_m_host_bit_exact(dw_model, tmp_path):
     _, m = dw_model
-    cm = build(m.ir)
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = rgb_inputs(200, seed=3)
-    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)),
-                                  _want(m.ir, x))
+    assert_host_bit_exact(m.ir, rgb_inputs(200, seed=3), tmp_path / "host")
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="iverilog missing")
