@@ -48,6 +48,23 @@ def _right(e):
     return _i64(T.if_then_else(e < 0, 0 - e, 0))
 
 
+# Each kernel starts a channel by binding that channel's table entries once, outside its pixel
+# loop. These two are plain Python called from inside the prim_funcs: T.bind emits its Bind
+# into the function being parsed (a T.macro cannot hand values back), and the names given to
+# what they return (`m, l, r = _mbqm_columns(...)`) are the C variables' names, so the C is the
+# one the bindings written out in full gave.
+def _column(Tb, channels: int, k: int, c):
+    """Column k of a per-channel table [k0[C], k1[C], ...] at channel c, bound as int64."""
+    return T.bind(_i64(Tb[k * channels + c]))
+
+
+def _mbqm_columns(Tb, channels: int, k: int, c):
+    """One MBQM's parameters at channel c: the multiplier M in column k and the shift e in
+    column k + 1, bound as (M, max(e, 0), max(-e, 0)) in int64, as `mbqm` takes them."""
+    e = Tb[(k + 1) * channels + c]
+    return _column(Tb, channels, k, c), T.bind(_left(e)), T.bind(_right(e))
+
+
 @T.macro
 def mbqm(R, x, m, left, right, ruy: bool):
     """R[0] = MBQM(x, m, e) with left = max(e, 0), right = max(-e, 0) (int64, per channel:
@@ -87,11 +104,9 @@ def tfl_requant(name: str, channels: int, pixels: int, in_dtype: str, ruy: bool,
         Y = T.decl_buffer((n,), "int32", data=y)
         r = T.alloc_buffer((1,), "int64")
         for c in range(channels):
-            f = T.bind(_i64(Tb[c]))
-            b = T.bind(_i64(Tb[channels + c]))
-            m = T.bind(_i64(Tb[2 * channels + c]))
-            sl = T.bind(_left(Tb[3 * channels + c]))
-            sr = T.bind(_right(Tb[3 * channels + c]))
+            f = _column(Tb, channels, 0, c)
+            b = _column(Tb, channels, 1, c)
+            m, sl, sr = _mbqm_columns(Tb, channels, 2, c)
             for p in range(pixels):
                 mbqm(r, _i64(X[c * pixels + p]) * f + b, m, sl, sr, ruy)
                 clamp_store(Y, c * pixels + p, r[0], zp, lo, hi)
@@ -117,15 +132,9 @@ def tfl_add(name: str, channels: int, pixels: int, a_dtype: str, b_dtype: str, z
         v2 = T.alloc_buffer((1,), "int64")
         r = T.alloc_buffer((1,), "int64")
         for c in range(channels):
-            m1 = T.bind(_i64(Tb[c]))
-            l1 = T.bind(_left(Tb[channels + c]))
-            r1 = T.bind(_right(Tb[channels + c]))
-            m2 = T.bind(_i64(Tb[2 * channels + c]))
-            l2 = T.bind(_left(Tb[3 * channels + c]))
-            r2 = T.bind(_right(Tb[3 * channels + c]))
-            mo = T.bind(_i64(Tb[4 * channels + c]))
-            lo_ = T.bind(_left(Tb[5 * channels + c]))
-            ro = T.bind(_right(Tb[5 * channels + c]))
+            m1, l1, r1 = _mbqm_columns(Tb, channels, 0, c)
+            m2, l2, r2 = _mbqm_columns(Tb, channels, 2, c)
+            mo, lo_, ro = _mbqm_columns(Tb, channels, 4, c)
             for p in range(pixels):
                 mbqm(v1, _i64(A[c * pixels + p]) * T.int64(sh), m1, l1, r1, False)
                 mbqm(v2, _i64(B[c * pixels + p]) * T.int64(sh), m2, l2, r2, False)
@@ -152,13 +161,9 @@ def tfl_add_const(name: str, channels: int, pixels: int, in_dtype: str, zp: int,
         v1 = T.alloc_buffer((1,), "int64")
         r = T.alloc_buffer((1,), "int64")
         for c in range(channels):
-            m1 = T.bind(_i64(Tb[c]))
-            l1 = T.bind(_left(Tb[channels + c]))
-            r1 = T.bind(_right(Tb[channels + c]))
-            k = T.bind(_i64(Tb[2 * channels + c]))
-            mo = T.bind(_i64(Tb[3 * channels + c]))
-            lo_ = T.bind(_left(Tb[4 * channels + c]))
-            ro = T.bind(_right(Tb[4 * channels + c]))
+            m1, l1, r1 = _mbqm_columns(Tb, channels, 0, c)
+            k = _column(Tb, channels, 2, c)
+            mo, lo_, ro = _mbqm_columns(Tb, channels, 3, c)
             for p in range(pixels):
                 mbqm(v1, _i64(X[c * pixels + p]) * T.int64(sh), m1, l1, r1, False)
                 mbqm(r, v1[0] + k, mo, lo_, ro, False)
@@ -180,13 +185,9 @@ def tfl_prelu(name: str, channels: int, pixels: int, in_dtype: str, zp: int, lo:
         Y = T.decl_buffer((n,), "int32", data=y)
         r = T.alloc_buffer((1,), "int64")
         for c in range(channels):
-            al = T.bind(_i64(Tb[c]))
-            m1 = T.bind(_i64(Tb[channels + c]))
-            l1 = T.bind(_left(Tb[2 * channels + c]))
-            r1 = T.bind(_right(Tb[2 * channels + c]))
-            m2 = T.bind(_i64(Tb[3 * channels + c]))
-            l2 = T.bind(_left(Tb[4 * channels + c]))
-            r2 = T.bind(_right(Tb[4 * channels + c]))
+            al = _column(Tb, channels, 0, c)
+            m1, l1, r1 = _mbqm_columns(Tb, channels, 1, c)
+            m2, l2, r2 = _mbqm_columns(Tb, channels, 3, c)
             for p in range(pixels):
                 v = T.bind(_i64(X[c * pixels + p]))
                 if v >= T.int64(0):
