@@ -467,7 +467,22 @@ def channels_of(op: FloatOp) -> int:
 
 
 @dataclass
-class TflRequant(Layer):
+class TflInt8Output(Layer):
+    """The output step TFLite int8 layers end with: y = clamp(z + v, lo, hi) - z, z the output
+    zero point, [lo, hi] the activation range in codes (a fused RELU / RELU6 narrows it). The
+    fields are declared here once so that every layer built on it carries the same names with
+    the same defaults, which sdk/tflite_int8.py (run, infer: the range check) and both
+    backends read. Not a layer of its own (not in LAYER_TYPES); as a base it puts these fields
+    before the subclass's in the constructor's order, which the IR never relies on (keywords
+    everywhere; serialize stores fields by name)."""
+
+    zero_point: int = 0
+    lo: int = -128
+    hi: int = 127
+
+
+@dataclass
+class TflRequant(TflInt8Output):
     """y_c = clamp(z + MBQM(x_c * factor_c + bias_c, mult_c, shift_c), lo, hi) - z; `rounding`
     "ruy": the final right shift rounds half up (CONV_2D / FULLY_CONNECTED run through ruy)."""
 
@@ -475,9 +490,6 @@ class TflRequant(Layer):
     bias: np.ndarray = None  # type: ignore[assignment]
     mult: np.ndarray = None  # type: ignore[assignment]
     shift: np.ndarray = None  # type: ignore[assignment]
-    zero_point: int = 0
-    lo: int = -128
-    hi: int = 127
     rounding: str = ""
     kind: ClassVar[str] = "tflrequant"
 
@@ -502,7 +514,7 @@ class TflAdd(Layer):
 
 
 @dataclass
-class TflPRelu(Layer):
+class TflPRelu(TflInt8Output):
     """TFLite int8 PRELU: clamp(z + (MBQM(x, m1, s1) if x >= 0 else MBQM(x * alpha_c, m2,
     s2)), lo, hi) - z, alpha the centred alpha codes."""
 
@@ -511,9 +523,6 @@ class TflPRelu(Layer):
     shift1: np.ndarray = None  # type: ignore[assignment]
     mult2: np.ndarray = None  # type: ignore[assignment]
     shift2: np.ndarray = None  # type: ignore[assignment]
-    zero_point: int = 0
-    lo: int = -128
-    hi: int = 127
     kind: ClassVar[str] = "tflprelu"
 
 
