@@ -19,7 +19,7 @@ and to one class-label loss; the query head needs the block-wise loss. The recip
 Run: `python examples/attributes/train.py` (both heads, writes the .onnx files, the test split
 and `training.json` next to this script).
 Variants measured in examples/README.md (`experiments.json`): `--seed N`, `--loss class|...`,
-`--head-bits 8`, `--hidden H`, `--widths`, `--epochs`, `--blocks B --block-len L` (the block
+`--head-bits 8`, `--hidden H` (`--fc-hidden H` for the FC head), `--widths`, `--epochs`, `--blocks B --block-len L` (the block
 geometry), `--loss distill|distill+block` (soft block targets from an FC teacher, see
 QueryLoss), `--loss block+aux` (a training-only FC head), `--query-scale S` (a softer block
 softmax for the decoder, see soften_query); use `--out DIR` to keep the shipped files.
@@ -74,6 +74,7 @@ class Config:
     blocks: int = 8
     block_len: int = 16
     hidden: int = 0  # query head only: a binary hidden layer of this width before the query
+    fc_hidden: int = 0  # the same for the FC head
     loss: str = "block"  # query head only: one of QUERY_LOSSES (see QueryLoss)
     train_per_class: int = TRAIN_PER_CLASS
     seed: int = SEED  # weight initialisation and batch order
@@ -241,7 +242,7 @@ def train(kind: str, cfg: Config, split: Split, cb: Codebooks, epochs: int | Non
         soft = soft_block_targets(logits, cb, cfg.temperature)
     seed_everything(cfg.seed)
     d = cfg.blocks * cfg.block_len
-    model = build(cfg, M**F) if kind == "fc" else build(cfg, d, cfg.hidden)
+    model = build(cfg, M**F, cfg.fc_hidden) if kind == "fc" else build(cfg, d, cfg.hidden)
     x = torch.from_numpy(split.x)
     y = targets(kind, split, cb)
     classes = torch.from_numpy(split.classes.astype(np.int64))
@@ -391,6 +392,8 @@ def run(cfg: Config, out: Path, heads: tuple[str, ...] = ("query", "fc"),
         del config["temperature"]
     if cfg.query_scale == 1.0:
         del config["query_scale"]
+    if not cfg.fc_hidden:
+        del config["fc_hidden"]
     summary: dict = {"config": config, "train_images": M**F * cfg.train_per_class,
                      "test_images": len(te.x)}
     start = time.perf_counter()
@@ -413,6 +416,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=Config.blocks)
     ap.add_argument("--block-len", type=int, default=Config.block_len)
     ap.add_argument("--hidden", type=int, default=Config.hidden)
+    ap.add_argument("--fc-hidden", type=int, default=Config.fc_hidden)
     ap.add_argument("--lr", type=float, default=Config.lr)
     ap.add_argument("--loss", default=Config.loss, choices=QUERY_LOSSES, help="query head loss")
     ap.add_argument("--temperature", type=float, default=Config.temperature,
@@ -433,7 +437,7 @@ def main() -> None:
     if len(widths) != 3:
         ap.error("--widths takes three channel counts")
     cfg = Config(epochs=a.epochs, widths=widths, blocks=a.blocks, block_len=a.block_len,
-                 hidden=a.hidden, train_per_class=a.per_class, lr=a.lr,
+                 hidden=a.hidden, fc_hidden=a.fc_hidden, train_per_class=a.per_class, lr=a.lr,
                  loss=a.loss, seed=a.seed, head_bits=a.head_bits, temperature=a.temperature,
                  query_scale=a.query_scale)
     summary = run(cfg, a.out, tuple(a.heads.split(",")), teacher_cache=a.teacher_cache)
