@@ -15,13 +15,19 @@ import shutil
 
 import numpy as np
 import pytest
+from host_check import (
+    assert_device_tensors_bit_exact,
+    assert_host_bit_exact,
+    assert_qemu_bit_exact,
+    host_bit_exact,
+)
 
 import edge_sdk
-from edge_sdk import bitpack, golden, targets
+from edge_sdk import bitpack, golden
 from edge_sdk import fixedpoint as fx
-from edge_sdk.converters.cortexm import backend, build, layout
+from edge_sdk.converters.cortexm import build, layout
 from edge_sdk.converters.cortexm.geometry import Window
-from edge_sdk.converters.cortexm.host import HostModel, compile_shared
+from edge_sdk.converters.cortexm.host import compile_shared
 from edge_sdk.converters.cortexm.kernels_concat import bits_into
 from edge_sdk.converters.cortexm.kernels_fixed import (
     add_align,
@@ -83,13 +89,6 @@ def _load(path):
     return edge_sdk.load(path, input_range=(fpl.LO, fpl.HI))
 
 
-def _want(ir, x):
-    """The golden fixed-point tensor that feeds Scores, flat per sample (the C's output)."""
-    env = golden.run_all(ir, x, fixed_point=True)
-    scores = ir.producer(ir.outputs[0])
-    return env[scores.inputs[0]].reshape(len(x), -1), env[ir.outputs[0]]
-
-
 def _scores_to_output(ir, y, like):
     """The model output from the C's int32 scores, as golden._run_fixed computes it."""
     scores = ir.producer(ir.outputs[0])
@@ -104,18 +103,12 @@ def _scores_to_output(ir, y, like):
 @pytest.mark.parametrize("name", NAMES)
 def test_host_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
     m = _load(onnx_paths[name])
-    cm = build(m.ir)
-    again = build(_load(onnx_paths[name]).ir)  # a second, independent conversion
-    assert cm.files == again.files
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
     x = fpl._inputs(HOST_INPUTS, seed=3)
     x[0], x[1] = fpl.LO, fpl.HI
-    want, out = _want(m.ir, x)
-    y = host.run(golden.quantise_input(m.ir.layers[0], x))
-    bad = np.argwhere(y != want)
-    assert bad.size == 0, (f"{len(bad)} differences, first at {bad[0]}: C "
-                           f"{y[tuple(bad[0])]} vs golden {want[tuple(bad[0])]}")
+    cm, y = host_bit_exact(m.ir, x, tmp_path / "host")
+    again = build(_load(onnx_paths[name]).ir)  # a second, independent conversion
+    assert cm.files == again.files
+    out = golden.run_all(m.ir, x, fixed_point=True)[m.ir.outputs[0]]
     np.testing.assert_array_equal(_scores_to_output(m.ir, y, out), out)
     np.testing.assert_array_equal(out, m.run(x, fixed_point=True))
 
@@ -123,17 +116,11 @@ def test_host_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 @pytest.mark.parametrize("name", QEMU_NAMES)
 def test_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
-    folder = targets.convert(_load(onnx_paths[name]), "cortex-m", tmp_path / "out", {})
-    meta, ir = targets.open_build(folder)
-    x = fpl._inputs(QEMU_INPUTS, seed=5)
-    want, _ = _want(ir, x)
-    q = golden.quantise_input(ir.layers[0], x)
-    y, _ = backend.simulate(folder, meta, ir, q, x, count=False)
-    np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
+    # the default board, and for the int64 products the Cortex-M3 too
+    boards = (None, "qemu-mps2-an385") if name in ("bireal", "reactnet") else (None,)
+    folder = assert_qemu_bit_exact(_load(onnx_paths[name]), fpl._inputs(QEMU_INPUTS, seed=5),
+                                   tmp_path / "out", boards=boards)
     assert (folder / "report.json").is_file()
-    if name in ("bireal", "reactnet"):  # int64 products on the Cortex-M3 too
-        y3, _ = backend.simulate(folder, meta, ir, q, x, board="qemu-mps2-an385", count=False)
-        np.testing.assert_array_equal(np.asarray(y3).reshape(want.shape), want)
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
@@ -141,16 +128,10 @@ def test_qemu_bit_exact_with_fixed_point_golden(onnx_paths, tmp_path, name):
 def test_every_tensor_on_the_device_equals_fixed_point_golden(onnx_paths, tmp_path, name):
     """The debug firmware (every buffer kept, thresholds unfused) under unicorn: each layer's
     output, the int32 fixed-point tensors included, equals golden.run_all(fixed_point=True)."""
-    from edge_sdk.converters.cortexm import debug_dumps
-
     ir = _load(onnx_paths[name]).ir
-    x = fpl._inputs(8, seed=11)
-    env = golden.run_all(ir, x, fixed_point=True)
-    dumps = debug_dumps.dump(ir, x, tmp_path / "debug")
+    dumped = assert_device_tensors_bit_exact(ir, fpl._inputs(8, seed=11), tmp_path / "debug")
     fixed = [t for t, info in ir.infos().items() if info.kind == "fixed"]
-    assert fixed and set(fixed) <= set(dumps)
-    for tensor, got in dumps.items():
-        np.testing.assert_array_equal(got, env[tensor], err_msg=tensor)
+    assert fixed and set(fixed) <= dumped
 
 
 @pytest.mark.slow
@@ -162,13 +143,7 @@ def test_host_many_seeds_and_inputs(tmp_path, name, seed):
             "depthwise_concat": fpl.DepthwiseConcat, "sign_concat": fpl.SignConcat}[name]
     path = tn.export(make(c=40, seed=10 + seed), torch.zeros((2, *fpl.SHAPE)),
                      tmp_path / "m.onnx", False)
-    m = _load(path)
-    cm = build(m.ir)
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = fpl._inputs(2000, seed=seed)
-    want, _ = _want(m.ir, x)
-    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)), want)
+    assert_host_bit_exact(_load(path).ir, fpl._inputs(2000, seed=seed), tmp_path / "host")
 
 
 # ---------------------------------------------------------------------------- kernels alone

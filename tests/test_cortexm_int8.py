@@ -16,12 +16,16 @@ import shutil
 
 import numpy as np
 import pytest
+from host_check import (
+    assert_device_tensors_bit_exact,
+    assert_host_bit_exact,
+    assert_qemu_bit_exact,
+)
 
 from edge_sdk import fixedpoint as fx
-from edge_sdk import golden, targets
-from edge_sdk.converters.cortexm import backend, build
+from edge_sdk.converters.cortexm import build
 from edge_sdk.converters.cortexm.geometry import Window
-from edge_sdk.converters.cortexm.host import HostModel, compile_shared
+from edge_sdk.converters.cortexm.host import compile_shared
 from edge_sdk.converters.cortexm.kernels_int8 import int8_conv, int8_dense, int8_words, quantize
 from edge_sdk.converters.cortexm.tir_to_c import to_c
 from edge_sdk.errors import EdgeError
@@ -57,26 +61,12 @@ def _shape(name: str):
     return t8.BREVITAS.get(name) or t8.FLOAT[name][1]
 
 
-def _want(ir, x):
-    """The golden fixed-point tensor that feeds Scores, flat per sample (the C's output)."""
-    env = golden.run_all(ir, x, fixed_point=True)
-    scores = ir.producer(ir.outputs[0])
-    return env[scores.inputs[0]].reshape(len(x), -1)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_host_bit_exact_with_fixed_point_golden(models, tmp_path, name):
     m = models[name]
-    cm = build(m.ir)
+    cm = assert_host_bit_exact(m.ir, t8.model_inputs(name, HOST_INPUTS, seed=3),
+                               tmp_path / "host")
     assert cm.files == build(m.ir).files  # deterministic
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = t8.model_inputs(name, HOST_INPUTS, seed=3)
-    want = _want(m.ir, x)
-    y = host.run(golden.quantise_input(m.ir.layers[0], x))
-    bad = np.argwhere(y != want)
-    assert bad.size == 0, (f"{len(bad)} differences, first at {bad[0]}: C "
-                           f"{y[tuple(bad[0])]} vs golden {want[tuple(bad[0])]}")
 
 
 def test_plan_uses_the_int8_kernels(models):
@@ -92,13 +82,8 @@ def test_plan_uses_the_int8_kernels(models):
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 @pytest.mark.parametrize("name", ["conv_gap_inq", "float_conv_gap"])
 def test_qemu_bit_exact_with_fixed_point_golden(models, tmp_path, name):
-    folder = targets.convert(models[name], "cortex-m", tmp_path / "out", {})
-    meta, ir = targets.open_build(folder)
-    x = t8.model_inputs(name, QEMU_INPUTS, seed=5)
-    want = _want(ir, x)
-    q = golden.quantise_input(ir.layers[0], x)
-    y, _ = backend.simulate(folder, meta, ir, q, x, count=False)
-    np.testing.assert_array_equal(np.asarray(y).reshape(want.shape), want)
+    assert_qemu_bit_exact(models[name], t8.model_inputs(name, QEMU_INPUTS, seed=5),
+                          tmp_path / "out")
 
 
 @pytest.mark.slow
@@ -110,12 +95,7 @@ def test_host_other_seeds(tmp_path, name, seed):
     else:
         m = t8.calibrated(t8.export_float(name, tmp_path, seed),
                           t8.inputs(_shape(name), 64, seed=seed))
-    cm = build(m.ir)
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = t8.model_inputs(name, 2000, seed=seed)
-    np.testing.assert_array_equal(host.run(golden.quantise_input(m.ir.layers[0], x)),
-                                  _want(m.ir, x))
+    assert_host_bit_exact(m.ir, t8.model_inputs(name, 2000, seed=seed), tmp_path / "host")
 
 
 def test_accumulator_beyond_int32_limit_refused():
@@ -208,14 +188,9 @@ def _code_step(mult: int, shift: int) -> int:
 def test_every_tensor_on_the_device_equals_fixed_point_golden(models, tmp_path, name):
     """The debug firmware (every buffer kept, thresholds unfused) under unicorn: the 8-bit
     accumulators, the Quantize codes and every other tensor equal golden.run_all."""
-    from edge_sdk.converters.cortexm import debug_dumps
-
     ir = models[name].ir
-    x = t8.model_inputs(name, 8, seed=11)
-    env = golden.run_all(ir, x, fixed_point=True)
-    dumps = debug_dumps.dump(ir, x, tmp_path / "debug")
+    dumped = assert_device_tensors_bit_exact(ir, t8.model_inputs(name, 8, seed=11),
+                                             tmp_path / "debug")
     int8 = [layer.output for layer in ir.layers if isinstance(layer, (L.Dense, L.Conv2d))
             and L.is_int8(layer.weights)]
-    assert set(int8) <= set(dumps)
-    for tensor, got in dumps.items():
-        np.testing.assert_array_equal(got, env[tensor], err_msg=tensor)
+    assert set(int8) <= dumped

@@ -17,11 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from host_check import (
+    assert_device_tensors_bit_exact,
+    assert_host_bit_exact,
+    assert_qemu_bit_exact,
+    host_bit_exact,
+)
 
 from edge_sdk import bitpack, golden, targets
 from edge_sdk.converters.cortexm import backend, build, layout
 from edge_sdk.converters.cortexm.geometry import Window
-from edge_sdk.converters.cortexm.host import HostModel, compile_shared
+from edge_sdk.converters.cortexm.host import compile_shared
 from edge_sdk.converters.cortexm.kernels_int8 import int8_group_conv, int8_words
 from edge_sdk.converters.cortexm.kernels_threshold import Epilogue
 from edge_sdk.converters.cortexm.tir_to_c import to_c
@@ -313,7 +319,10 @@ def _want(ir: Graph, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("make", [_depthwise_graph, _thr_graph, _bits_graph])
 def test_host_graph_bit_exact_with_fixed_point_golden(tmp_path, make):
     ir = make(1)
-    cm = build(ir)
+    x = _inputs(ir, 300, seed=2)
+    want = _want(ir, x)
+    cm = assert_host_bit_exact(ir, x, tmp_path / "host", want)
+    assert len(np.unique(want)) >= 3  # not a clamped constant; the ±1 map has ties
     if make is _depthwise_graph:
         assert cm.files == build(ir).files  # deterministic
     kinds = [s.spec.kind for s in cm.plan.steps]
@@ -324,26 +333,14 @@ def test_host_graph_bit_exact_with_fixed_point_golden(tmp_path, make):
         cost = next(c for c in cm.info.layers if c.layer == ir.layers.index(layer))
         assert cost.macs == infos[layer.output].size * (
             layer.in_channels // layer.groups) * layer.kernel[0] * layer.kernel[1]
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    x = _inputs(ir, 300, seed=2)
-    y = host.run(golden.quantise_input(ir.layers[0], x))
-    want = _want(ir, x)
-    np.testing.assert_array_equal(y, want)
-    assert len(np.unique(want)) >= 3  # not a clamped constant; the ±1 map has ties
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 @pytest.mark.parametrize("make", [_depthwise_graph, _thr_graph])
 def test_qemu_graph_bit_exact_with_fixed_point_golden(tmp_path, make):
     ir = make(3)
-    folder = tmp_path / "out"
-    folder.mkdir()
-    backend.convert(ir, {}, folder)
     x = _inputs(ir, 6, seed=4)
-    q = golden.quantise_input(ir.layers[0], x)
-    y, _ = backend.simulate(folder, {"options": {}}, ir, q, x, count=False)
-    np.testing.assert_array_equal(np.asarray(y).reshape(len(x), -1), _want(ir, x))
+    assert_qemu_bit_exact(ir, x, tmp_path / "out", _want(ir, x))
 
 
 def test_bad_groups_and_pad_value_refused():
@@ -362,16 +359,11 @@ def test_tflite_depthwise_fixture_equals_golden_and_lce(tmp_path):
     depthwise multiplier 2 stride 2): every fixture input on the host equals the golden
     fixed-point model and LCE's own interpreter (`int8_dw_ref.npy`, an independent reference)."""
     ir = lower(import_tflite(LARQ / "int8_dw.tflite"))
-    cm = build(ir)
+    x = np.load(LARQ / "int8_dw_x.npy")
+    cm, y = host_bit_exact(ir, x, tmp_path / "host")
     kinds = [s.spec.kind for s in cm.plan.steps]
     # the two depthwise convs and the MEAN's per-channel window sum (a GroupConv2d of ones)
     assert kinds.count("group_conv_int8") == 3
-    x = np.load(LARQ / "int8_dw_x.npy")
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    y = host.run(golden.quantise_input(ir.layers[0], x))
-    env = golden.run_all(ir, x, fixed_point=True)
-    np.testing.assert_array_equal(y, env[ir.producer(ir.outputs[0]).inputs[0]].reshape(len(x), -1))
     out = targets.output_of_scores(ir, y, len(x))
     np.testing.assert_array_equal(out, np.load(LARQ / "int8_dw_ref.npy").astype(np.float32))
 
@@ -424,12 +416,6 @@ def test_depthwise_costs_a_fraction_of_the_block_diagonal_conv(tmp_path):
 def test_every_tensor_on_the_device_equals_fixed_point_golden(tmp_path, make, tensors):
     """The debug firmware (every buffer kept, thresholds unfused) under unicorn: the grouped
     accumulators and every other tensor equal golden.run_all."""
-    from edge_sdk.converters.cortexm import debug_dumps
-
     ir = make(5)
-    x = _inputs(ir, 4, seed=6)
-    env = golden.run_all(ir, x, fixed_point=True)
-    dumps = debug_dumps.dump(ir, x, tmp_path / "debug")
-    assert tensors <= set(dumps)
-    for tensor, got in dumps.items():
-        np.testing.assert_array_equal(got, env[tensor], err_msg=tensor)
+    assert tensors <= assert_device_tensors_bit_exact(ir, _inputs(ir, 4, seed=6),
+                                                      tmp_path / "debug")

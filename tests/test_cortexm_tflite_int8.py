@@ -20,15 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
+from host_check import assert_host_bit_exact, assert_qemu_bit_exact, host_bit_exact
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_tflite_int8 import _py_mbqm
 
 import edge_sdk
-from edge_sdk import golden, targets
+from edge_sdk import targets
 from edge_sdk import tflite_int8 as ti
-from edge_sdk.converters.cortexm import backend, build
-from edge_sdk.converters.cortexm.host import HostModel, compile_shared
+from edge_sdk.converters.cortexm import build
+from edge_sdk.converters.cortexm.host import compile_shared
 from edge_sdk.converters.cortexm.kernels_tflite import mbqm_probe
 from edge_sdk.converters.cortexm.plan import make_plan
 from edge_sdk.converters.cortexm.tir_to_c import to_c
@@ -56,27 +57,11 @@ def _x(stem: str) -> np.ndarray:
     return np.load(LARQ / f"{stem}_x.npy")
 
 
-def _want(ir: Graph, x: np.ndarray) -> np.ndarray:
-    """The golden fixed-point tensor that feeds Scores, flat per sample (the C's output)."""
-    env = golden.run_all(ir, x, fixed_point=True)
-    return env[ir.producer(ir.outputs[0]).inputs[0]].reshape(len(x), -1)
-
-
-def _host(ir: Graph, folder: Path) -> HostModel:
-    cm = build(ir)
-    return HostModel(cm.files, folder, cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-
-
 # ---------------------------------------------------------------------------- fixtures
 @pytest.mark.parametrize("stem", FIXTURES)
 def test_host_bit_exact_on_every_fixture_input(graphs, tmp_path, stem):
     ir, x = graphs[stem], _x(stem)
-    y = _host(ir, tmp_path / "host").run(golden.quantise_input(ir.layers[0], x))
-    want = _want(ir, x)
-    bad = np.argwhere(y != want)
-    assert bad.size == 0, (f"{len(bad)} differences, first at {bad[0]}: C "
-                           f"{y[tuple(bad[0])]} vs golden {want[tuple(bad[0])]}")
+    _, y = host_bit_exact(ir, x, tmp_path / "host")
     # and LCE's interpreter (int8 codes): the C's centred output plus the output zero point
     out = targets.output_of_scores(ir, y, len(x))
     np.testing.assert_array_equal(out, np.load(LARQ / f"{stem}_ref.npy").astype(np.float32))
@@ -91,9 +76,7 @@ def test_host_random_codes(graphs, tmp_path, stem):
     rng = np.random.default_rng(11)
     x = rng.integers(-128, 128, size=(2000, *shape))
     x[0], x[1] = -128, 127
-    x = x.astype(_x(stem).dtype)
-    y = _host(ir, tmp_path / "host").run(golden.quantise_input(ir.layers[0], x))
-    np.testing.assert_array_equal(y, _want(ir, x))
+    assert_host_bit_exact(ir, x.astype(_x(stem).dtype), tmp_path / "host")
 
 
 def test_plan_uses_the_tflite_kernels(graphs):
@@ -118,13 +101,8 @@ def test_cortex_m_runs_the_tflite_int8_layers():
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 @pytest.mark.parametrize("stem", FIXTURES)
 def test_qemu_bit_exact(tmp_path, stem):
-    folder = targets.convert(edge_sdk.load(LARQ / f"{stem}.tflite"), "cortex-m",
-                             tmp_path / "out", {})
-    meta, ir = targets.open_build(folder)
-    x = _x(stem)[:QEMU_INPUTS]
-    q = golden.quantise_input(ir.layers[0], x)
-    y, _ = backend.simulate(folder, meta, ir, q, x, count=False)
-    np.testing.assert_array_equal(np.asarray(y).reshape(len(x), -1), _want(ir, x))
+    assert_qemu_bit_exact(edge_sdk.load(LARQ / f"{stem}.tflite"), _x(stem)[:QEMU_INPUTS],
+                          tmp_path / "out")
 
 
 @pytest.mark.slow
@@ -188,10 +166,7 @@ def _extreme_inputs(n: int, seed: int) -> np.ndarray:
     ([1, 0, -1], [-(1 << 30), INT32_MIN, -1], 2, [0, 0, 0]),  # negative multipliers
 ])
 def test_host_small_graph_equals_golden(tmp_path, case):
-    ir = _small_graph(*case)
-    x = _extreme_inputs(300, seed=1)
-    y = _host(ir, tmp_path / "host").run(golden.quantise_input(ir.layers[0], x))
-    np.testing.assert_array_equal(y, _want(ir, x))
+    _, y = host_bit_exact(_small_graph(*case), _extreme_inputs(300, seed=1), tmp_path / "host")
     if case[0] != [10, -30, 0]:
         assert len(np.unique(y)) > 3  # not a clamped constant
 
