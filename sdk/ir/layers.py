@@ -495,7 +495,7 @@ class TflRequant(TflInt8Output):
 
 
 @dataclass
-class TflAdd(Layer):
+class TflAdd(TflInt8Output):
     """TFLite int8 ADD: v_i = MBQM(x_i << 20, mult_i, shift_i); y = clamp(z + MBQM(v_1 + v_2,
     mult_out, shift_out), lo, hi) - z. One input and `const` (v_2 per channel) for a constant
     operand."""
@@ -507,9 +507,6 @@ class TflAdd(Layer):
     const: np.ndarray | None = None
     mult_out: np.ndarray = None  # type: ignore[assignment]
     shift_out: np.ndarray = None  # type: ignore[assignment]
-    zero_point: int = 0
-    lo: int = -128
-    hi: int = 127
     kind: ClassVar[str] = "tfladd"
 
 
