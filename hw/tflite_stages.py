@@ -16,8 +16,15 @@ Arithmetic, as TFLite's (integer, so `run` and `run --fixed-point` agree):
 Widths are the exact bounds (Python integers at plan time), so nothing wraps where the golden
 model has a value. Products are `fixed_stages.product` (16 x 16 DSP pieces when the plan gives
 the stage DSPs, `spec.dsp`, else shift-and-add LUTs) on the unshifted operand (a << k times M
-is (a times M) << k); `tfl_multiplier_cost` is what the planner trades. The whole layer is
-combinational from the held beat and its ROM word to one output register (latency 2).
+is (a times M) << k); `tfl_multiplier_cost` is what the planner trades. 
+Pipeline: at most one multiply (with its rounding and variable shifts) between two
+registers. Step 1 takes the held beat and its ROM word; a MUL-like requant's x * f + b, a
+PReLU's x * alpha (and the branch's M and shifts) and an add's two input rescales (and their
+sum) are registered there, then step 2 is the output rescale and the clamp, with the ROM
+columns it reads registered alongside. A conv / FC requant (f = 1) is one step. Latency is
+1 + steps (2 or 3); the stage never stalls: it takes a beat only while the output queue holds
+a credit for its result (hw/outq.py), so downstream backpressure reaches the inputs' ready
+without a stall enable on the pipeline registers.
 """
 
 from __future__ import annotations
@@ -54,18 +61,30 @@ def _sig(m: Module, expr, bound: int, name: str) -> Signal:
     return s
 
 
+def _reg(m: Module, expr, shape, name: str) -> Signal:
+    """`expr` one cycle later (a pipeline register between two multiply steps)."""
+    s = Signal(shape, name=name)
+    m.d.sync += s.eq(expr)
+    return s
+
+
 def srdhm_hw(m: Module, x, x_bound: int, mult, m_bound: int, shift, pre: int, l_max: int,
              saturate: bool, dsp: bool, name: str):
     """(SRDHM(a, mult) signal, its bound) for a = x << pre << shift (shift: a signal of at
     most l_max): the product is taken on x, then shifted (exact, and x is far narrower than
-    a: an add's operand is 9 bits, not 29)."""
+    a: an add's operand is 9 bits, not 29).
+
+    TFLite's nudge-then-truncate is one floor: p = a * M >= 0 gives s = p + 2**30 >= 0, and
+    p < 0 gives s = p + 1 - 2**30 < 0, whose truncation towards zero is floor((s + 2**31 - 1)
+    / 2**31) = floor((p + 2**30) / 2**31). So SRDHM = (p + 2**30) >> 31 in both cases: one
+    adder and a free arithmetic shift instead of a sign test, two nudges and two negations."""
     prod = _sig(m, product(x, mult, dsp), x_bound * m_bound, f"{name}_xm")
     a_bound = x_bound << (pre + l_max)
     pb = a_bound * m_bound
     p = _sig(m, (prod << pre) << shift if l_max else prod << pre, pb, f"{name}_p")
-    s = _sig(m, p + Mux(p >= 0, 1 << 30, 1 - (1 << 30)), pb + (1 << 30), f"{name}_s")
+    s = _sig(m, p + (1 << 30), pb + (1 << 30), f"{name}_s")
     qb = ((pb + (1 << 30)) >> 31) + 1
-    q = Mux(s >= 0, s >> 31, -((-s) >> 31))
+    q = s >> 31
     if saturate:
         a = (x << pre) << shift if l_max else x << pre
         q = Mux((a == INT32_MIN) & (mult == INT32_MIN), INT32_MAX, q)
@@ -74,15 +93,17 @@ def srdhm_hw(m: Module, x, x_bound: int, mult, m_bound: int, shift, pre: int, l_
 
 
 def rshift_hw(m: Module, h, h_bound: int, n, n_max: int, ruy: bool, name: str):
-    """RDBPOT(h, n) (half away from zero), or ruy's half-up (h + 2**n / 2) >> n."""
+    """RDBPOT(h, n) (half away from zero), or ruy's half-up (h + 2**n / 2) >> n.
+
+    RDBPOT = (h >> n) + (rem > half - 1 + (h < 0)) with half = 2**n / 2 is, for n >= 1,
+    floor((h + half - (h < 0)) / 2**n) (the carry out of rem + half - (h < 0) is exactly
+    that comparison); for n = 0 it is h. One adder and one barrel shift, as ruy's."""
     half = Signal(unsigned(max(n_max, 1)), name=f"{name}_half")
     m.d.comb += half.eq((Const(1, n_max + 1) << n) >> 1)
     if ruy:
         return _sig(m, (h + half) >> n, h_bound + 1, f"{name}_r"), h_bound + 1
-    fl = _sig(m, h >> n, h_bound + 1, f"{name}_fl")
-    rem = _sig(m, h - (fl << n), 1 << n_max, f"{name}_rem")
-    thr = _sig(m, Mux(half == 0, 0, half - 1) + (h < 0), 1 << n_max, f"{name}_thr")
-    return _sig(m, fl + (rem > thr), h_bound + 1, f"{name}_r"), h_bound + 1
+    adj = Mux(half == 0, 0, half - (h < 0))
+    return _sig(m, (h + adj) >> n, h_bound + 1, f"{name}_r"), h_bound + 1
 
 
 def mbqm_hw(m: Module, x, x_bound: int, mult, m_bound: int, left, l_max: int, right,
@@ -94,10 +115,23 @@ def mbqm_hw(m: Module, x, x_bound: int, mult, m_bound: int, left, l_max: int, ri
     return rshift_hw(m, h, hb, right, r_max, ruy, name)
 
 
-class TflStage(JoinStage):
-    """One TFLite int8 layer per beat; ports `i0` (and `i1` for an add of two tensors), `o`."""
+def _steps(spec: TflSpec) -> int:
+    """Registered multiply steps of a lane: a requant with a per-channel factor (MUL) and a
+    PReLU take their first product in a step of its own, an add its two input rescales
+    (and their sum); the last step is the output rescale with the clamp."""
+    if spec.op == "requant":
+        return 1 if all(int(f) == 1 for f in spec.col("factor")) else 2
+    return 2
 
-    latency = 2
+
+class TflStage(JoinStage):
+    """One TFLite int8 layer per beat; ports `i0` (and `i1` for an add of two tensors), `o`.
+
+    `latency` (1 + `_steps(spec)`) is per instance: 2 for a conv / FC requant, 3 otherwise."""
+
+    def __init__(self, spec: TflSpec):
+        super().__init__(spec)
+        self.latency = 1 + _steps(spec)
 
     def _columns(self):
         """(name, values, width, signed) of every ROM column, and the per-column maxima."""
@@ -169,65 +203,77 @@ class TflStage(JoinStage):
                 x = Signal(signed(b + 1), name=f"x{k}_{lane}")
                 m.d.comb += x.eq(decode(h[lane * b:(lane + 1) * b], v))
                 xs.append((x, max_abs(v)))
-            y, yb = self._lane(m, xs, c, top, f"l{lane}")
+            y, _yb = self._lane(m, xs, c, top, f"l{lane}")
+            # clamp(z + y, lo, hi) - z == clamp(y, lo - z, hi - z): no adder on the last step
             z = int(spec.zero_point)
-            q = _sig(m, y + z, yb + abs(z), f"l{lane}_q")
-            clipped = Mux(q < spec.lo, spec.lo, Mux(q > spec.hi, spec.hi, q)) - z
+            lo, hi = int(spec.lo) - z, int(spec.hi) - z
+            clipped = Mux(y < lo, lo, Mux(y > hi, hi, y))
             out = Signal(signed(self.out_bits + 1), name=f"y{lane}")
             m.d.sync += out.eq(clipped)
             outs.append(out[:self.out_bits])
-        v2 = Signal()
-        m.d.sync += v2.eq(v1)
-        m.d.comb += [queue.w_data.eq(Cat(*outs)), queue.w_en.eq(v2)]
+        valid = v1
+        for k in range(_steps(spec)):
+            nv = Signal(name=f"v{k + 2}")
+            m.d.sync += nv.eq(valid)
+            valid = nv
+        m.d.comb += [queue.w_data.eq(Cat(*outs)), queue.w_en.eq(valid)]
         return m
 
     def _lane(self, m: Module, xs, c, top, name: str):
-        """The layer's value before the zero point and clamp, and its bound."""
+        """The layer's value before the clamp, and its bound: the output rescale's expression,
+        on registers of the previous steps (`_steps`). Constants the last step reads are
+        registered alongside, as they arrive from the ROM with the held beat."""
         spec = self.spec
         sat = {k: any(int(t) == INT32_MIN for t in v) for k, v in spec.cols}
 
-        def mb(x, xb, mult, shift, ruy, tag, pre=0):
-            return mbqm_hw(m, x, xb, c[mult], top[mult], c[shift + "l"], top[shift + "l"],
-                           c[shift + "r"], top[shift + "r"], ruy, sat[mult], f"{name}_{tag}",
-                           pre, spec.dsp)
+        def late(*names: str) -> dict:
+            """The ROM columns `names` one step later (beside the registered operand)."""
+            return {n: _reg(m, c[n], c[n].shape(), f"{name}_{n}_d") for n in names}
+
+        def mb(x, xb, cc, mult, shift, ruy, tag, pre=0):
+            return mbqm_hw(m, x, xb, cc[mult], top[mult], cc[shift + "l"], top[shift + "l"],
+                           cc[shift + "r"], top[shift + "r"], ruy, sat[mult],
+                           f"{name}_{tag}", pre, spec.dsp)
 
         if spec.op == "requant":
             (x, xb), = xs
             accb = xb * top["factor"] + top["bias"]
-            if all(int(f) == 1 for f in spec.col("factor")):  # conv / FC: no product
+            ruy = spec.rounding == "ruy"
+            if _steps(spec) == 1:  # conv / FC: no product before the multiplier
                 acc = _sig(m, x + c["bias"], accb, f"{name}_acc")
-            else:
-                acc = _sig(m, product(x, c["factor"], spec.dsp) + c["bias"], accb,
-                           f"{name}_acc")
-            return mb(acc, accb, "mult", "shift", spec.rounding == "ruy", "m")
+                return mb(acc, accb, c, "mult", "shift", ruy, "m")
+            acc = _reg(m, product(x, c["factor"], spec.dsp) + c["bias"], bound_shape(accb),
+                       f"{name}_acc")
+            return mb(acc, accb, late("mult", "shiftl", "shiftr"), "mult", "shift", ruy, "m")
         if spec.op == "prelu":
             (x, xb), = xs
             pos = x >= 0
             negb = xb * top["alpha"]
             xb2 = max(xb, negb)
-            xsel = _sig(m, Mux(pos, x, product(x, c["alpha"], spec.dsp)), xb2, f"{name}_xs")
-            msel = _sig(m, Mux(pos, c["mult1"], c["mult2"]), max(top["mult1"], top["mult2"]),
-                        f"{name}_ms")
+            mb2 = max(top["mult1"], top["mult2"])
+            xsel = _reg(m, Mux(pos, x, product(x, c["alpha"], spec.dsp)), bound_shape(xb2),
+                        f"{name}_xs")
+            msel = _reg(m, Mux(pos, c["mult1"], c["mult2"]), bound_shape(mb2), f"{name}_ms")
             lw = max(top["shift1l"], top["shift2l"])
             rw = max(top["shift1r"], top["shift2r"])
-            left = Signal(unsigned(max(1, lw.bit_length())), name=f"{name}_ls")
-            right = Signal(unsigned(max(1, rw.bit_length())), name=f"{name}_rs")
-            m.d.comb += [left.eq(Mux(pos, c["shift1l"], c["shift2l"])),
-                         right.eq(Mux(pos, c["shift1r"], c["shift2r"]))]
-            return mbqm_hw(m, xsel, xb2, msel, max(top["mult1"], top["mult2"]), left, lw,
-                           right, rw, False, sat["mult1"] or sat["mult2"], f"{name}_p",
-                           dsp=spec.dsp)
-        # add
+            left = _reg(m, Mux(pos, c["shift1l"], c["shift2l"]),
+                        unsigned(max(1, lw.bit_length())), f"{name}_ls")
+            right = _reg(m, Mux(pos, c["shift1r"], c["shift2r"]),
+                         unsigned(max(1, rw.bit_length())), f"{name}_rs")
+            return mbqm_hw(m, xsel, xb2, msel, mb2, left, lw, right, rw, False,
+                           sat["mult1"] or sat["mult2"], f"{name}_p", dsp=spec.dsp)
+        # add: both input rescales (and their sum) in one step, the output rescale next
         ls = ADD_LEFT_SHIFT
         (x0, b0) = xs[0]
-        v1, vb1 = mb(x0, b0, "mult1", "shift1", False, "v1", ls)
+        v1, vb1 = mb(x0, b0, c, "mult1", "shift1", False, "v1", ls)
         if len(xs) == 2:
             (x1, b1) = xs[1]
-            v2, vb2 = mb(x1, b1, "mult2", "shift2", False, "v2", ls)
+            v2, vb2 = mb(x1, b1, c, "mult2", "shift2", False, "v2", ls)
         else:
             v2, vb2 = c["const"], top["const"]
-        tot = _sig(m, v1 + v2, vb1 + vb2, f"{name}_sum")
-        return mb(tot, vb1 + vb2, "mult_out", "shift_out", False, "o")
+        tot = _reg(m, v1 + v2, bound_shape(vb1 + vb2), f"{name}_sum")
+        return mb(tot, vb1 + vb2, late("mult_out", "shift_outl", "shift_outr"), "mult_out",
+                  "shift_out", False, "o")
 
 
 def tfl_multiplier_cost(spec: TflSpec) -> tuple[int, int]:
