@@ -8,23 +8,37 @@ within the pixel, as in hw/fixed_stages.py.
 
 Arithmetic, as TFLite's (integer, so `run` and `run --fixed-point` agree):
   SRDHM(a, M)  = (a * M + (2**30 if a * M >= 0 else 1 - 2**30)) / 2**31, truncated towards
-                 zero; a == M == INT32_MIN -> INT32_MAX (that comparator only exists when a
-                 channel's M is INT32_MIN, which QuantizeMultiplier never gives)
-  RDBPOT(h, n) = (h >> n) + (rem > (2**(n-1) - 1 if n else 0) + (h < 0)), rem = h - (h >> n << n)
+                 zero, which is (a * M + 2**30) >> 31 (srdhm_hw); a == M == INT32_MIN ->
+                 INT32_MAX (that comparator only exists when a channel's M is INT32_MIN,
+                 which QuantizeMultiplier never gives)
+  RDBPOT(h, n) = (h >> n) + (rem > (2**(n-1) - 1 if n else 0) + (h < 0)), rem = h - (h >> n << n),
+                 which is (h + (2**(n-1) - (h < 0) if n else 0)) >> n (rshift_hw)
   ruy          = (h + (2**n >> 1)) >> n  (CONV_2D / FULLY_CONNECTED: the last shift rounds up)
-  clamp(z + y, lo, hi) - z on the output (centred codes again).
+  clamp(z + y, lo, hi) - z on the output, computed as clamp(y, lo - z, hi - z).
 Widths are the exact bounds (Python integers at plan time), so nothing wraps where the golden
 model has a value. Products are `fixed_stages.product` (16 x 16 DSP pieces when the plan gives
 the stage DSPs, `spec.dsp`, else shift-and-add LUTs) on the unshifted operand (a << k times M
-is (a times M) << k); `tfl_multiplier_cost` is what the planner trades. 
-Pipeline: at most one multiply (with its rounding and variable shifts) between two
-registers. Step 1 takes the held beat and its ROM word; a MUL-like requant's x * f + b, a
-PReLU's x * alpha (and the branch's M and shifts) and an add's two input rescales (and their
-sum) are registered there, then step 2 is the output rescale and the clamp, with the ROM
-columns it reads registered alongside. A conv / FC requant (f = 1) is one step. Latency is
-1 + steps (2 or 3); the stage never stalls: it takes a beat only while the output queue holds
-a credit for its result (hw/outq.py), so downstream backpressure reaches the inputs' ready
-without a stall enable on the pipeline registers.
+is (a times M) << k); `tfl_multiplier_cost` is what the planner trades.
+
+Pipeline: one product per cycle at most. Every MBQM takes two cycles (the product,
+registered; then the left shift, SRDHM's rounding, the right shift), and a layer's steps
+are chained on registers: a MUL-like requant's x * f + b or a PReLU's x * alpha (with the
+branch's M and shifts) in a cycle of its own, an add's two input rescales side by side (their
+sum in the rescales' second cycle), then the output rescale with the clamp in its last
+cycle. ROM columns a later cycle reads are registered alongside. Latency (cycles from the
+accepted beat to its result entering the output queue): conv / FC requant 3, MUL requant
+and PReLU 4, add 5. The stage never stalls: it takes a beat only while the output queue
+holds a credit for its result (hw/outq.py, depth latency + QUEUE_SLACK), so downstream
+backpressure reaches the inputs' ready without a stall enable on the pipeline registers,
+and one beat per cycle flows when nothing stalls.
+
+Measured on one TflAdd of two int8 streams (8 channels, one lane, LUT products, UP5K;
+`python tests/test_tfl_stage_pipeline.py`, yosys synth_ice40 counts, nextpnr-ice40 Fmax
+seed 1): before pipelining (all three multiplies in one cycle, latency 2) 4869 LUT4, 176 FF,
+3.95 MHz; now 4451 LUT4, 393 FF, 14.89 MHz. With DSP products the stage needs 10 SB_MAC16
+either way (more than the UP5K's 8, so no Fmax) and 1370 -> 1076 LUT4. The "before" figures:
+`git show 271112c:hw/tflite_stages.py > /tmp/old.py; python tests/test_tfl_stage_pipeline.py
+--stages /tmp/old.py` (add `dsp` for the DSP products).
 """
 
 from __future__ import annotations
@@ -77,8 +91,17 @@ def srdhm_hw(m: Module, x, x_bound: int, mult, m_bound: int, shift, pre: int, l_
     TFLite's nudge-then-truncate is one floor: p = a * M >= 0 gives s = p + 2**30 >= 0, and
     p < 0 gives s = p + 1 - 2**30 < 0, whose truncation towards zero is floor((s + 2**31 - 1)
     / 2**31) = floor((p + 2**30) / 2**31). So SRDHM = (p + 2**30) >> 31 in both cases: one
-    adder and a free arithmetic shift instead of a sign test, two nudges and two negations."""
-    prod = _sig(m, product(x, mult, dsp), x_bound * m_bound, f"{name}_xm")
+    adder and a free arithmetic shift instead of a sign test, two nudges and two negations.
+
+    The product is registered (a cycle of its own, `MBQM_CYCLES`): the shift, the rounding
+    and the saturation flag work on it in the next cycle, with the left shift registered
+    alongside."""
+    prod = _reg(m, product(x, mult, dsp), bound_shape(x_bound * m_bound), f"{name}_xm")
+    if saturate:
+        a = (x << pre) << shift if l_max else x << pre
+        sat = _reg(m, (a == INT32_MIN) & (mult == INT32_MIN), 1, f"{name}_sat")
+    if l_max:
+        shift = _reg(m, shift, shift.shape(), f"{name}_lsd")
     a_bound = x_bound << (pre + l_max)
     pb = a_bound * m_bound
     p = _sig(m, (prod << pre) << shift if l_max else prod << pre, pb, f"{name}_p")
@@ -86,8 +109,7 @@ def srdhm_hw(m: Module, x, x_bound: int, mult, m_bound: int, shift, pre: int, l_
     qb = ((pb + (1 << 30)) >> 31) + 1
     q = s >> 31
     if saturate:
-        a = (x << pre) << shift if l_max else x << pre
-        q = Mux((a == INT32_MIN) & (mult == INT32_MIN), INT32_MAX, q)
+        q = Mux(sat, INT32_MAX, q)
         qb = max(qb, INT32_MAX)
     return _sig(m, q, qb, f"{name}_h"), qb
 
@@ -108,26 +130,35 @@ def rshift_hw(m: Module, h, h_bound: int, n, n_max: int, ruy: bool, name: str):
 
 def mbqm_hw(m: Module, x, x_bound: int, mult, m_bound: int, left, l_max: int, right,
             r_max: int, ruy: bool, saturate: bool, name: str, pre: int = 0, dsp: bool = False):
-    """MBQM(x << pre, M, e) (or ruy's) with e split as left = max(e, 0), right = max(-e, 0)."""
+    """MBQM(x << pre, M, e) (or ruy's) with e split as left = max(e, 0), right = max(-e, 0):
+    the product in one cycle, registered, then the shifts and roundings (`MBQM_CYCLES`)."""
     h, hb = srdhm_hw(m, x, x_bound, mult, m_bound, left, pre, l_max, saturate, dsp, name)
     if not r_max:
         return h, hb
+    right = _reg(m, right, right.shape(), f"{name}_rsd")
     return rshift_hw(m, h, hb, right, r_max, ruy, name)
 
 
+MBQM_CYCLES = 2  # mbqm_hw: the product, then its shifts and roundings
+
+
 def _steps(spec: TflSpec) -> int:
-    """Registered multiply steps of a lane: a requant with a per-channel factor (MUL) and a
-    PReLU take their first product in a step of its own, an add its two input rescales
-    (and their sum); the last step is the output rescale with the clamp."""
+    """Registered cycles of a lane after the held beat: a requant with a per-channel factor
+    (MUL) and a PReLU take their first product in a cycle of its own, an add its two input
+    rescales (their sum in the rescales' last cycle); then the output rescale, the clamp in
+    its last cycle."""
     if spec.op == "requant":
-        return 1 if all(int(f) == 1 for f in spec.col("factor")) else 2
-    return 2
+        return MBQM_CYCLES + (0 if all(int(f) == 1 for f in spec.col("factor")) else 1)
+    if spec.op == "prelu":
+        return 1 + MBQM_CYCLES
+    return 2 * MBQM_CYCLES
 
 
 class TflStage(JoinStage):
     """One TFLite int8 layer per beat; ports `i0` (and `i1` for an add of two tensors), `o`.
 
-    `latency` (1 + `_steps(spec)`) is per instance: 2 for a conv / FC requant, 3 otherwise."""
+    `latency` (1 + `_steps(spec)`) is per instance: 3 for a conv / FC requant, 4 for a MUL
+    requant or a PReLU, 5 for an add (the planner reads it from the instance)."""
 
     def __init__(self, spec: TflSpec):
         super().__init__(spec)
@@ -226,9 +257,15 @@ class TflStage(JoinStage):
         spec = self.spec
         sat = {k: any(int(t) == INT32_MIN for t in v) for k, v in spec.cols}
 
-        def late(*names: str) -> dict:
-            """The ROM columns `names` one step later (beside the registered operand)."""
-            return {n: _reg(m, c[n], c[n].shape(), f"{name}_{n}_d") for n in names}
+        def late(cycles: int, *names: str) -> dict:
+            """The ROM columns `names` `cycles` later (beside the registered operand)."""
+            out = {}
+            for n in names:
+                v = c[n]
+                for k in range(cycles):
+                    v = _reg(m, v, c[n].shape(), f"{name}_{n}_d{k + 1}")
+                out[n] = v
+            return out
 
         def mb(x, xb, cc, mult, shift, ruy, tag, pre=0):
             return mbqm_hw(m, x, xb, cc[mult], top[mult], cc[shift + "l"], top[shift + "l"],
@@ -239,12 +276,12 @@ class TflStage(JoinStage):
             (x, xb), = xs
             accb = xb * top["factor"] + top["bias"]
             ruy = spec.rounding == "ruy"
-            if _steps(spec) == 1:  # conv / FC: no product before the multiplier
+            if all(int(f) == 1 for f in spec.col("factor")):  # conv / FC: no product
                 acc = _sig(m, x + c["bias"], accb, f"{name}_acc")
                 return mb(acc, accb, c, "mult", "shift", ruy, "m")
             acc = _reg(m, product(x, c["factor"], spec.dsp) + c["bias"], bound_shape(accb),
                        f"{name}_acc")
-            return mb(acc, accb, late("mult", "shiftl", "shiftr"), "mult", "shift", ruy, "m")
+            return mb(acc, accb, late(1, "mult", "shiftl", "shiftr"), "mult", "shift", ruy, "m")
         if spec.op == "prelu":
             (x, xb), = xs
             pos = x >= 0
@@ -270,9 +307,9 @@ class TflStage(JoinStage):
             (x1, b1) = xs[1]
             v2, vb2 = mb(x1, b1, c, "mult2", "shift2", False, "v2", ls)
         else:
-            v2, vb2 = c["const"], top["const"]
+            v2, vb2 = late(MBQM_CYCLES - 1, "const")["const"], top["const"]
         tot = _reg(m, v1 + v2, bound_shape(vb1 + vb2), f"{name}_sum")
-        return mb(tot, vb1 + vb2, late("mult_out", "shift_outl", "shift_outr"), "mult_out",
+        return mb(tot, vb1 + vb2, late(MBQM_CYCLES, "mult_out", "shift_outl", "shift_outr"), "mult_out",
                   "shift_out", False, "o")
 
 
