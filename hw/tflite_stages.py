@@ -33,12 +33,12 @@ backpressure reaches the inputs' ready without a stall enable on the pipeline re
 and one beat per cycle flows when nothing stalls.
 
 Measured on one TflAdd of two int8 streams (8 channels, one lane, LUT products, UP5K;
-`python tests/test_tfl_stage_pipeline.py`, yosys synth_ice40 counts, nextpnr-ice40 Fmax
+`python bench/fpga_tfl_stage.py`, yosys synth_ice40 counts, nextpnr-ice40 Fmax
 seed 1): before pipelining (all three multiplies in one cycle, latency 2) 4869 LUT4, 176 FF,
 3.95 MHz; now 4451 LUT4, 393 FF, 14.89 MHz. With DSP products the stage needs 10 SB_MAC16
 either way (more than the UP5K's 8, so no Fmax) and 1370 -> 1076 LUT4. The "before" figures:
-`git show 271112c:hw/tflite_stages.py > /tmp/old.py; python tests/test_tfl_stage_pipeline.py
---stages /tmp/old.py` (add `dsp` for the DSP products).
+`git show 271112c:hw/tflite_stages.py > /tmp/old.py; python bench/fpga_tfl_stage.py
+--baseline /tmp/old.py`.
 """
 
 from __future__ import annotations

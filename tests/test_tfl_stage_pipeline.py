@@ -11,13 +11,11 @@ its data) shows as a mismatch or a missing output. Also: full throughput (one be
 when nothing stalls, and the latency the planner reads.
 
 Synthesis numbers of one TflAdd stage (yosys synth_ice40, nextpnr-ice40 Fmax on the UP5K):
-`python tests/test_tfl_stage_pipeline.py [dsp] [nopnr] [--stages OTHER_tflite_stages.py]`
-(not a test: minutes of tools).
+`python bench/fpga_tfl_stage.py [--baseline OTHER_tflite_stages.py]`.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 
 import numpy as np
@@ -280,46 +278,3 @@ def test_conv_requant_throughput_matches_run_streams():
 
 
 # ------------------------------------------------------------------ synthesis numbers
-def synth_add_stage(dsp: bool, pnr: bool) -> dict:
-    """yosys synth_ice40 (UP5K) of one TflAdd stage of two int8 streams, 8 channels on one
-    lane, alone (converters/fpga/synth.synth_report, nextpnr Fmax inside its pin harness)."""
-    from amaranth.back import verilog
-
-    from edge_sdk.converters.fpga.synth import synth_report
-
-    rng = np.random.default_rng(0)
-    c = 8
-    layer = L.TflAdd("add", ["a", "b"], "y", mult1=rng.integers(1 << 30, 1 << 31, size=c),
-                     shift1=rng.integers(-3, 0, size=c),
-                     mult2=rng.integers(1 << 30, 1 << 31, size=c),
-                     shift2=rng.integers(-3, 0, size=c),
-                     mult_out=rng.integers(1 << 30, 1 << 31, size=c),
-                     shift_out=rng.integers(-20, -16, size=c), zero_point=-3, lo=-128, hi=127)
-    vals = Values("int", -128 + 5, 127 + 5)
-    spec = replace(tfl_spec(layer, 1, c, 4, c, (vals, vals), Values("int", -125, 130)),
-                   dsp=dsp)
-    stage = TflStage(spec)
-    text = verilog.convert(stage, name="tfl_add")
-    r = synth_report({"edge_net.v": text}, "up5k", pnr=pnr, top="tfl_add")
-    keys = ("lut4", "ff", "carry", "dsp", "bram", "fmax_mhz")
-    return {"products": "dsp" if dsp else "luts", "latency": stage.latency,
-            **{k: r[k] for k in keys}}
-
-
-def _load_stages(path: str) -> None:
-    """Swap in another hw/tflite_stages.py (e.g. an older commit's) as this module's
-    TflStage, for before/after numbers from one command."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("edge_sdk.hw._tflite_stages_alt", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    globals()["TflStage"] = mod.TflStage
-
-
-if __name__ == "__main__":
-    args = sys.argv[1:]
-    if "--stages" in args:
-        _load_stages(args[args.index("--stages") + 1])
-    print(synth_add_stage("dsp" in args, "nopnr" not in args))
