@@ -217,21 +217,12 @@ def test_brevitas_fixed_point_argmax_agrees(brevitas_paths, dynamo):
 def _host_check(m: Model, x: np.ndarray, tmp_path) -> None:
     """The C compiled for the host equals the golden fixed-point tensor feeding Scores, and
     the output rebuilt from it equals `run --fixed-point`."""
-    from test_cortexm_fixed_point import _scores_to_output, _want
+    from host_check import host_bit_exact
+    from test_cortexm_fixed_point import _scores_to_output
 
-    from edge_sdk.converters.cortexm import build
-    from edge_sdk.converters.cortexm.host import HostModel
-
-    cm = build(m.ir)
-    host = HostModel(cm.files, tmp_path / "host", cm.info.input_dtype, cm.info.input_size,
-                     cm.info.output_size)
-    want, out = _want(m.ir, x)
-    y = host.run(golden.quantise_input(m.ir.layers[0], x))
-    bad = np.argwhere(y != want)
-    assert bad.size == 0, (f"{len(bad)} differences, first at {bad[0]}: C "
-                           f"{y[tuple(bad[0])]} vs golden {want[tuple(bad[0])]}")
+    _cm, y = host_bit_exact(m.ir, x, tmp_path / "host")
+    out = m.run(x, fixed_point=True)
     np.testing.assert_array_equal(_scores_to_output(m.ir, y, out), out)
-    np.testing.assert_array_equal(out, m.run(x, fixed_point=True))
 
 
 @pytest.mark.parametrize("dynamo", [True, False])
@@ -243,11 +234,11 @@ def test_brevitas_cortexm_host_bit_exact(brevitas_paths, tmp_path, dynamo):
 
 def test_brevitas_both_exporters_give_the_same_model(brevitas_paths):
     """The same network through either exporter: identical `run --fixed-point` integers."""
-    from test_cortexm_fixed_point import _want
+    from host_check import golden_scores_input
 
     x = real_inputs(200, seed=6)
     a, b = edge_sdk.load(brevitas_paths(True)), edge_sdk.load(brevitas_paths(False))
-    np.testing.assert_array_equal(_want(a.ir, x)[0], _want(b.ir, x)[0])
+    np.testing.assert_array_equal(golden_scores_input(a.ir, x), golden_scores_input(b.ir, x))
 
 
 @pytest.mark.skipif(not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed")
@@ -378,12 +369,12 @@ def test_calibrated_cortexm_host_bit_exact(float_paths, tmp_path, name, dynamo):
 def test_both_exporters_give_the_same_model(float_paths, name):
     """Same weights through either exporter: the same integers into Scores under
     `run --fixed-point` (the float epilogue may differ by float32 rounding: Gemm vs MatMul + Add)."""
-    from test_cortexm_fixed_point import _want
+    from host_check import golden_scores_input
 
     x = t8.inputs(SHAPES[name], 200, seed=11)
     a = _calibrated(float_paths(name, False), name)
     b = _calibrated(float_paths(name, True), name)
-    np.testing.assert_array_equal(_want(a.ir, x)[0], _want(b.ir, x)[0])
+    np.testing.assert_array_equal(golden_scores_input(a.ir, x), golden_scores_input(b.ir, x))
     ya, yb = a.run(x, fixed_point=True), b.run(x, fixed_point=True)
     np.testing.assert_allclose(ya, yb, rtol=1e-6, atol=1e-6)
 
