@@ -48,10 +48,13 @@ def run_streams(dut, source, sink, beats: Sequence[int], n_out: int,
                 max_cycles: int = 1_000_000, setup=None) -> tuple[list[int], list[int], list[int]]:
     """Push `beats` into stream `source`, pull `n_out` payloads from stream `sink`.
 
+    `source` may be a sequence of streams (the ports of a join): each is offered the same beat
+    in the same cycle, and a beat counts as accepted when the first one takes it.
     `ready(cycle)` / `valid(cycle)` throttle the sink / source (backpressure and bubbles).
     Returns (payloads, cycle of each output beat, cycle of each accepted input beat), cycles
     counted from the first clock edge.
     """
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
     out: list[int] = []
     t_out: list[int] = []
     t_in: list[int] = []
@@ -66,13 +69,14 @@ def run_streams(dut, source, sink, beats: Sequence[int], n_out: int,
                 raise TimeoutError(f"no progress after {max_cycles} cycles "
                                    f"({len(out)}/{n_out} outputs, {k}/{len(beats)} inputs)")
             offer = k < len(beats) and (valid is None or valid(cycle))
-            ctx.set(source.valid, 1 if offer else 0)
-            if offer:
-                ctx.set(source.payload, beats[k])
+            for port in sources:
+                ctx.set(port.valid, 1 if offer else 0)
+                if offer:
+                    ctx.set(port.payload, beats[k])
             take = 1 if ready is None or ready(cycle) else 0
             ctx.set(sink.ready, take)
             _, _, s_valid, s_ready, o_valid, o_payload = await ctx.tick().sample(
-                source.valid, source.ready, sink.valid, sink.payload)
+                sources[0].valid, sources[0].ready, sink.valid, sink.payload)
             if s_valid and s_ready:
                 t_in.append(cycle)
                 k += 1

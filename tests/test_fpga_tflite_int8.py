@@ -45,6 +45,19 @@ def _unpack(word: int, lanes: int, bits: int) -> list[int]:
     return out
 
 
+def _beats(xs: list[np.ndarray], in_values: list[Values], lanes: int) -> list[list[int]]:
+    """Per input, its pixels ([n, C]) as stream beats of `lanes` codes, ceil(C / lanes) per
+    pixel, the last beat of a pixel zero-filled."""
+    n, c = xs[0].shape
+    words: list[list[int]] = [[] for _ in xs]
+    for p in range(n):
+        for b in range(0, c, lanes):
+            for k, x in enumerate(xs):
+                row = [int(v) for v in x[p, b:b + lanes]]
+                words[k].append(_pack(row + [0] * (lanes - len(row)), in_values[k].bits))
+    return words
+
+
 def _run_stage(layer, xs: list[np.ndarray], in_values: list[Values], lanes: int,
                out_lo: int, out_hi: int, dsp: bool = False) -> np.ndarray:
     """Stream xs ([n, C] each, one pixel per row) through the layer's stage; [n, C] out.
@@ -54,13 +67,7 @@ def _run_stage(layer, xs: list[np.ndarray], in_values: list[Values], lanes: int,
     out_values = Values("int", out_lo, out_hi)
     spec = replace(tfl_spec(layer, lanes, beats, n, c, tuple(in_values), out_values), dsp=dsp)
     stage = TflStage(spec)
-    words = [[] for _ in xs]
-    for p in range(n):
-        for b in range(beats):
-            for k, x in enumerate(xs):
-                row = [int(v) for v in x[p, b * lanes:(b + 1) * lanes]]
-                row += [0] * (lanes - len(row))
-                words[k].append(_pack(row, in_values[k].bits))
+    words = _beats(xs, in_values, lanes)
     if len(xs) == 1:
         out, _, _ = run_streams(stage, stage.i0, stage.o, words[0], n * beats,
                                 max_cycles=100_000)

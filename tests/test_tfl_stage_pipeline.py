@@ -21,6 +21,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
+from test_fpga_tflite_int8 import I32_MAX, I32_MIN, _beats, _unpack
 
 from edge_sdk import tflite_int8
 from edge_sdk.converters.fpga.dag import tfl_spec
@@ -29,20 +30,6 @@ from edge_sdk.hw.specs import Values
 from edge_sdk.hw.tflite_stages import TflStage
 from edge_sdk.ir import layers as L
 
-I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
-
-
-def _pack(vals, bits: int) -> int:
-    return sum((int(v) & ((1 << bits) - 1)) << (k * bits) for k, v in enumerate(vals))
-
-
-def _unpack(word: int, lanes: int, bits: int) -> list[int]:
-    out = []
-    for k in range(lanes):
-        v = (word >> (k * bits)) & ((1 << bits) - 1)
-        out.append(v - (1 << bits) if v >> (bits - 1) else v)
-    return out
-
 
 def _stage(layer, xs, in_values, lanes: int, dsp: bool = False):
     n, c = xs[0].shape
@@ -50,13 +37,7 @@ def _stage(layer, xs, in_values, lanes: int, dsp: bool = False):
     want = tflite_int8.run(layer, xs)
     out_values = Values("int", int(want.min()), int(want.max()))
     spec = replace(tfl_spec(layer, lanes, beats, n, c, tuple(in_values), out_values), dsp=dsp)
-    words = [[] for _ in xs]
-    for p in range(n):
-        for b in range(beats):
-            for k, x in enumerate(xs):
-                row = [int(v) for v in x[p, b * lanes:(b + 1) * lanes]]
-                row += [0] * (lanes - len(row))
-                words[k].append(_pack(row, in_values[k].bits))
+    words = _beats(xs, in_values, lanes)
     return TflStage(spec), words, want, out_values, beats
 
 
@@ -217,44 +198,14 @@ def test_full_throughput_without_stalls():
                      zero_point=0, lo=-128, hi=127)
     a, va = _int8(rng, n, c, 0)
     stage, words, want, out_values, beats = _stage(layer, [a, a], [va, va], 2)
-    out, t_out, t_in = _run_both_inputs_always(stage, words[0], n * beats)
+    # both inputs offer the same beat (x + x) every cycle, the sink is always ready
+    out, t_out, t_in = run_streams(stage, list(stage.inputs), stage.o, words[0], n * beats)
     assert t_in == list(range(t_in[0], t_in[0] + n * beats))
     assert t_out == list(range(t_out[0], t_out[0] + n * beats))
     assert t_out[0] - t_in[0] == stage.latency + 2  # + the FIFO: write, registered read
     got = np.asarray([v for w in out for v in _unpack(w, 2, out_values.bits)],
                      np.int64).reshape(n, beats * 2)[:, :c]
     np.testing.assert_array_equal(got, want)
-
-
-def _run_both_inputs_always(stage, beats: list[int], n_out: int):
-    """Both inputs offer the same beat (x + x) every cycle, the sink is always ready:
-    (payloads, their cycles, cycles of the accepted input beats)."""
-    out, t_out, t_in = [], [], []
-
-    async def bench(ctx):
-        k = cycle = 0
-        while len(out) < n_out:
-            assert cycle < 10_000
-            offer = k < len(beats)
-            for port in stage.inputs:
-                ctx.set(port.valid, int(offer))
-                ctx.set(port.payload, beats[k] if offer else 0)
-            ctx.set(stage.o.ready, 1)
-            _, _, sv, sr, ov, op = await ctx.tick().sample(
-                stage.i0.valid, stage.i0.ready, stage.o.valid, stage.o.payload)
-            if sv and sr:
-                t_in.append(cycle)
-                k += 1
-            if ov:
-                out.append(op)
-                t_out.append(cycle)
-            cycle += 1
-
-    sim = Simulator(stage)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return out, t_out, t_in
 
 
 def test_conv_requant_throughput_matches_run_streams():
